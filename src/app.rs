@@ -1,0 +1,119 @@
+//! The running gateway's shared state: the current configuration and every service a
+//! request may need. Built once by [`crate::build`].
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::auth::password::PasswordPool;
+use crate::auth::seal::Sealer;
+use crate::auth::session::{self, Session, SessionId};
+use crate::auth::{Random, SharedRandom};
+use crate::clock::{SharedClock, UnixTime};
+use crate::config::Config;
+use crate::proxy::Proxy;
+use crate::render::Renderer;
+use crate::store::{AuditEvent, Store};
+
+pub struct App {
+    config: ArcSwap<Config>,
+    pub store: Store,
+    pub sealer: Sealer,
+    pub passwords: PasswordPool,
+    pub clock: SharedClock,
+    pub random: SharedRandom,
+    pub render: Renderer,
+    pub proxy: Proxy,
+}
+
+impl App {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Config,
+        store: Store,
+        sealer: Sealer,
+        passwords: PasswordPool,
+        clock: SharedClock,
+        random: SharedRandom,
+        proxy: Proxy,
+    ) -> App {
+        App {
+            config: ArcSwap::from_pointee(config),
+            store,
+            sealer,
+            passwords,
+            clock,
+            random,
+            render: Renderer::new(),
+            proxy,
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    pub fn rng(&self) -> &dyn Random {
+        &*self.random
+    }
+
+    /// The live session named by the request's cookie, if any. Expired sessions count
+    /// as none; a full session's "last seen" is refreshed at most once a minute.
+    pub async fn session(&self, headers: &http::HeaderMap) -> Option<(SessionId, Session)> {
+        let id = SessionId::parse(session::read_cookie(headers, session::SESSION_COOKIE)?)?;
+        let key = id.key();
+        let found = self.store.run(move |s| s.session(&key)).await;
+        let s = match found {
+            Ok(Some(s)) => s,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed");
+                return None;
+            }
+        };
+        let cfg = self.config();
+        let now = self.now();
+        if !s.is_live(now, &cfg.session) {
+            return None;
+        }
+        // A removed account, or one whose switch changed, keeps no session (REQ-74).
+        if let Some(user) = s.user()
+            && cfg.user(user).is_none()
+        {
+            return None;
+        }
+        if s.needs_touch(now) {
+            let key = id.key();
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = store.update_session(&key, |cur| {
+                    let next = cur.map(|mut c| {
+                        c.last_seen = now;
+                        c
+                    });
+                    (next, ())
+                });
+            });
+        }
+        Some((id, s))
+    }
+
+    /// Appends to the audit trail; a failure to write it is logged, never shown.
+    pub async fn audit(&self, event: &str, user: Option<&str>, ip: Option<String>, detail: Option<String>) {
+        let e = AuditEvent {
+            time: self.now(),
+            event: event.to_owned(),
+            user: user.map(str::to_owned),
+            ip,
+            detail,
+        };
+        tracing::info!(target: "kanmon::audit", event = %e.event, user = ?e.user, ip = ?e.ip, detail = ?e.detail);
+        if let Err(err) = self.store.run(move |s| s.audit(&e)).await {
+            tracing::error!(error = %err, "audit write failed");
+        }
+    }
+}

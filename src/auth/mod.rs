@@ -1,0 +1,14 @@
+//! Every security decision of the gateway, testable without HTTP: who may pass, which
+//! code is right, which session is valid, which host and path are acceptable.
+
+pub mod csrf;
+pub mod host;
+pub mod password;
+pub mod path;
+pub mod random;
+pub mod redirect;
+pub mod seal;
+pub mod session;
+pub mod totp;
+
+pub use random::{Random, SharedRandom, SystemRandom};

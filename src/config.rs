@@ -1,0 +1,709 @@
+//! The YAML configuration: parsed into raw serde structs (unknown keys refused), then
+//! validated into a typed [`Config`]. Every error names the file, the line when it can
+//! be found, the field and the reason, so an administrator can fix it without guessing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::i18n::Lang;
+
+/// One account, as the administrator wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub two_factor: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// The built-in demo dashboard, served on a loopback port of its own.
+    Demo,
+    /// `http://host:port`; requests keep their path and query.
+    Url(http::Uri),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    pub target: Upstream,
+    pub connect_timeout_secs: u64,
+    pub response_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub self_signed_if_missing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    pub idle_timeout_secs: i64,
+    pub absolute_timeout_secs: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    pub user: String,
+    pub email: String,
+    pub groups: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub source: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: TlsSettings,
+    pub upstream: UpstreamSettings,
+    pub public_url: Option<http::Uri>,
+    /// Lower-case host names (no port) the gateway answers to.
+    pub allowed_hosts: Vec<String>,
+    pub data_dir: PathBuf,
+    pub issuer: String,
+    pub default_lang: Lang,
+    pub smtp: Option<SmtpSettings>,
+    pub session: SessionSettings,
+    pub identity_headers: IdentityHeaders,
+    pub max_form_bytes: usize,
+    /// Keyed by the lower-cased user ID: IDs are matched case-insensitively.
+    users: BTreeMap<String, Arc<User>>,
+}
+
+impl Config {
+    pub fn user(&self, id: &str) -> Option<&Arc<User>> {
+        self.users.get(&id.to_lowercase())
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = &Arc<User>> {
+        self.users.values()
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            field: String::new(),
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_norway::from_str(text).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: e.location().map(|l| l.line()),
+            field: String::new(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Validator { path, text, base }.validate(raw)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---- raw YAML shape -------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: String,
+    tls: RawTls,
+    upstream: RawUpstream,
+    public_url: Option<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    data_dir: String,
+    #[serde(default = "default_issuer")]
+    issuer: String,
+    #[serde(default)]
+    default_lang: Option<String>,
+    smtp: Option<RawSmtp>,
+    #[serde(default)]
+    session: RawSession,
+    #[serde(default)]
+    identity_headers: RawIdentityHeaders,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    users: Vec<RawUser>,
+}
+
+fn default_issuer() -> String {
+    "kanmon".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: String,
+    key: String,
+    #[serde(default)]
+    self_signed_if_missing: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: String,
+    #[serde(default)]
+    connect_timeout: Option<String>,
+    #[serde(default)]
+    response_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: u16,
+    security: SmtpSecurity,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+    from: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    idle_timeout: Option<String>,
+    absolute_timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentityHeaders {
+    user: Option<String>,
+    email: Option<String>,
+    groups: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_form_bytes: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    id: String,
+    email: String,
+    password_hash: String,
+    role: Role,
+    #[serde(default = "default_two_factor")]
+    two_factor: bool,
+}
+
+fn default_two_factor() -> bool {
+    true
+}
+
+// ---- validation ------------------------------------------------------------------
+
+const DEFAULT_IDLE_TIMEOUT: &str = "30m";
+const DEFAULT_ABSOLUTE_TIMEOUT: &str = "12h";
+const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
+const DEFAULT_RESPONSE_TIMEOUT: &str = "60s";
+const DEFAULT_MAX_FORM_BYTES: usize = 16 * 1024;
+const MAX_USER_ID_CHARS: usize = 64;
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, field: &str, needle: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.path.to_owned(),
+            line: self.line_of(field, needle),
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The first line that holds the field's key (and the offending value, when given).
+    fn line_of(&self, field: &str, needle: &str) -> Option<usize> {
+        let key = field.rsplit('.').next().unwrap_or(field);
+        let key = key.split('[').next().unwrap_or(key);
+        let lines: Vec<&str> = self.text.lines().collect();
+        let hit = |l: &&str| l.contains(&format!("{key}:"));
+        lines
+            .iter()
+            .position(|l| hit(l) && (needle.is_empty() || l.contains(needle)))
+            .or_else(|| {
+                (!needle.is_empty())
+                    .then(|| lines.iter().position(|l| l.contains(needle)))
+                    .flatten()
+            })
+            .or_else(|| lines.iter().position(hit))
+            .map(|i| i + 1)
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn duration(&self, field: &str, value: Option<&str>, default: &str) -> Result<i64, ConfigError> {
+        let v = value.unwrap_or(default);
+        parse_duration(v).ok_or_else(|| {
+            self.err(
+                field,
+                v,
+                format!("`{v}` is not a duration; write e.g. 30s, 10m, 12h or 1d"),
+            )
+        })
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+            self.err(
+                "listen",
+                &raw.listen,
+                "expected an address and port such as 127.0.0.1:8443",
+            )
+        })?;
+
+        let target = if raw.upstream.url == "demo" {
+            Upstream::Demo
+        } else {
+            Upstream::Url(self.upstream_url(&raw.upstream.url)?)
+        };
+        let upstream = UpstreamSettings {
+            target,
+            connect_timeout_secs: self.duration(
+                "upstream.connect_timeout",
+                raw.upstream.connect_timeout.as_deref(),
+                DEFAULT_CONNECT_TIMEOUT,
+            )? as u64,
+            response_timeout_secs: self.duration(
+                "upstream.response_timeout",
+                raw.upstream.response_timeout.as_deref(),
+                DEFAULT_RESPONSE_TIMEOUT,
+            )? as u64,
+        };
+
+        let public_url = match raw.public_url.as_deref() {
+            None => None,
+            Some(u) => Some(self.public_url(u)?),
+        };
+
+        let mut allowed_hosts = vec!["localhost".to_owned()];
+        if !listen.ip().is_unspecified() {
+            allowed_hosts.push(host_of_ip(listen.ip()));
+        }
+        if let Some(host) = public_url.as_ref().and_then(|u| u.host()) {
+            allowed_hosts.push(host.to_ascii_lowercase());
+        }
+        for h in &raw.allowed_hosts {
+            let host = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c)) {
+                return Err(self.err(
+                    "allowed_hosts",
+                    h,
+                    format!("`{h}` is not a host name (no scheme, port or path)"),
+                ));
+            }
+            allowed_hosts.push(host);
+        }
+        allowed_hosts.sort();
+        allowed_hosts.dedup();
+
+        let default_lang = match raw.default_lang.as_deref() {
+            None => Lang::Ja,
+            Some(l) => Lang::parse(l).ok_or_else(|| {
+                self.err(
+                    "default_lang",
+                    l,
+                    format!("`{l}` is not a supported language: use ja or en"),
+                )
+            })?,
+        };
+
+        if raw.issuer.trim().is_empty() || raw.issuer.contains(':') || has_control(&raw.issuer) {
+            return Err(self.err(
+                "issuer",
+                &raw.issuer,
+                "must be a non-empty name without `:` or control characters",
+            ));
+        }
+
+        let smtp = raw.smtp.map(|s| self.smtp(s)).transpose()?;
+        let users = self.users(raw.users, smtp.is_some())?;
+
+        Ok(Config {
+            source: self.path.to_owned(),
+            listen,
+            tls: TlsSettings {
+                cert: self.path(&raw.tls.cert),
+                key: self.path(&raw.tls.key),
+                self_signed_if_missing: raw.tls.self_signed_if_missing,
+            },
+            upstream,
+            public_url,
+            allowed_hosts,
+            data_dir: self.path(&raw.data_dir),
+            issuer: raw.issuer.trim().to_owned(),
+            default_lang,
+            smtp,
+            session: SessionSettings {
+                idle_timeout_secs: self.duration(
+                    "session.idle_timeout",
+                    raw.session.idle_timeout.as_deref(),
+                    DEFAULT_IDLE_TIMEOUT,
+                )?,
+                absolute_timeout_secs: self.duration(
+                    "session.absolute_timeout",
+                    raw.session.absolute_timeout.as_deref(),
+                    DEFAULT_ABSOLUTE_TIMEOUT,
+                )?,
+            },
+            identity_headers: IdentityHeaders {
+                user: self.header_name("identity_headers.user", raw.identity_headers.user, "Remote-User")?,
+                email: self.header_name("identity_headers.email", raw.identity_headers.email, "Remote-Email")?,
+                groups: self.header_name("identity_headers.groups", raw.identity_headers.groups, "Remote-Groups")?,
+            },
+            max_form_bytes: raw.limits.max_form_bytes.unwrap_or(DEFAULT_MAX_FORM_BYTES),
+            users,
+        })
+    }
+
+    fn upstream_url(&self, u: &str) -> Result<http::Uri, ConfigError> {
+        let bad = |why: &str| self.err("upstream.url", u, format!("`{u}` {why}"));
+        let uri: http::Uri = u.parse().map_err(|_| bad("is not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(bad(
+                    "uses https, which this version forwards only over http; use http://",
+                ));
+            }
+            _ => return Err(bad("must start with http:// (or be `demo`)")),
+        }
+        if uri.authority().is_none() {
+            return Err(bad("has no host"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(bad("must not have a path or query: requests keep their own"));
+        }
+        Ok(uri)
+    }
+
+    fn public_url(&self, u: &str) -> Result<http::Uri, ConfigError> {
+        let uri: http::Uri = u
+            .parse()
+            .map_err(|_| self.err("public_url", u, format!("`{u}` is not a URL")))?;
+        if uri.scheme_str() != Some("https") || uri.host().is_none() {
+            return Err(self.err("public_url", u, "must be an https:// URL with a host"));
+        }
+        Ok(uri)
+    }
+
+    fn header_name(&self, field: &str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
+        let v = v.unwrap_or_else(|| default.to_owned());
+        if http::HeaderName::from_bytes(v.as_bytes()).is_err() {
+            return Err(self.err(field, &v, format!("`{v}` is not a valid HTTP header name")));
+        }
+        Ok(v)
+    }
+
+    fn smtp(&self, s: RawSmtp) -> Result<SmtpSettings, ConfigError> {
+        if s.password.is_some() {
+            return Err(self.err(
+                "smtp.password",
+                "",
+                "inline passwords are refused: put the password in a file readable only by kanmon (chmod 600) and name it in `password_file`, or name an environment variable in `password_env`",
+            ));
+        }
+        if s.host.trim().is_empty() || has_control(&s.host) {
+            return Err(self.err("smtp.host", &s.host, "must be a host name"));
+        }
+        if has_control(&s.from) || !s.from.contains('@') {
+            return Err(self.err(
+                "smtp.from",
+                &s.from,
+                "must be an address such as `AVM EX <avm@example.com>`",
+            ));
+        }
+        Ok(SmtpSettings {
+            host: s.host,
+            port: s.port,
+            security: s.security,
+            username: s.username,
+            password_file: s.password_file.map(|p| self.path(&p)),
+            password_env: s.password_env,
+            from: s.from,
+        })
+    }
+
+    fn users(&self, raw: Vec<RawUser>, has_smtp: bool) -> Result<BTreeMap<String, Arc<User>>, ConfigError> {
+        let mut users = BTreeMap::new();
+        let mut emails = std::collections::HashSet::new();
+        for (i, u) in raw.into_iter().enumerate() {
+            let field = |f: &str| format!("users[{i}].{f}");
+            if u.id.is_empty()
+                || u.id.chars().count() > MAX_USER_ID_CHARS
+                || has_control(&u.id)
+                || u.id.contains(':')
+                || u.id.trim() != u.id
+            {
+                return Err(self.err(&field("id"), &u.id, format!("`{}` is not a valid user ID: 1 to {MAX_USER_ID_CHARS} characters, no `:`, no spaces at either end, no control characters", u.id)));
+            }
+            if !is_plausible_email(&u.email) {
+                return Err(self.err(
+                    &field("email"),
+                    &u.email,
+                    format!("`{}` is not an e-mail address", u.email),
+                ));
+            }
+            if !u.password_hash.starts_with("$argon2id$") || argon2::PasswordHash::new(&u.password_hash).is_err() {
+                return Err(self.err(
+                    &field("password_hash"),
+                    &u.id,
+                    "must be an argon2id hash as printed by `kanmon hash-password`",
+                ));
+            }
+            if u.two_factor && !has_smtp {
+                return Err(self.err(
+                    &field("two_factor"),
+                    &u.id,
+                    format!("account `{}` has two-step authentication on, which needs the `smtp` section (the reset e-mail); add an `smtp` section or set two_factor: false", u.id),
+                ));
+            }
+            if !emails.insert(u.email.to_lowercase()) {
+                return Err(self.err(
+                    &field("email"),
+                    &u.email,
+                    format!("`{}` is used by another account", u.email),
+                ));
+            }
+            let key = u.id.to_lowercase();
+            if users.contains_key(&key) {
+                return Err(self.err(
+                    &field("id"),
+                    &u.id,
+                    format!("user ID `{}` appears twice (IDs are case-insensitive)", u.id),
+                ));
+            }
+            users.insert(
+                key,
+                Arc::new(User {
+                    id: u.id,
+                    email: u.email,
+                    password_hash: u.password_hash,
+                    role: u.role,
+                    two_factor: u.two_factor,
+                }),
+            );
+        }
+        Ok(users)
+    }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+fn is_plausible_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+}
+
+fn host_of_ip(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// `90`, `90s`, `10m`, `12h`, `1d` → seconds.
+fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: i64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|v| *v > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0J3pHx5J0bLyPzT1S9Xl7+7Zr2kGZQ2+KJqbqQ4mG1g";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/kanmon/config.yaml"), text)
+    }
+
+    fn base(users: &str, smtp: bool) -> String {
+        let smtp = if smtp {
+            "smtp: { host: 127.0.0.1, port: 25, security: none, from: \"a <a@example.com>\" }\n"
+        } else {
+            ""
+        };
+        format!(
+            "listen: 127.0.0.1:8443\ntls: {{ cert: c.crt, key: c.key }}\nupstream: {{ url: demo }}\ndata_dir: data\n{smtp}users:\n{users}"
+        )
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_file() {
+        let c = parse(&base("", false)).unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/kanmon/data"));
+        assert_eq!(c.tls.cert, Path::new("/etc/kanmon/c.crt"));
+        assert_eq!(c.default_lang, Lang::Ja);
+        assert!(c.allowed_hosts.contains(&"localhost".to_owned()));
+        assert!(c.allowed_hosts.contains(&"127.0.0.1".to_owned()));
+    }
+
+    #[test]
+    fn unknown_key_names_its_line() {
+        let e = parse("listen: 127.0.0.1:1\nlisten_port: 3\n").unwrap_err();
+        assert!(e.reason.contains("listen_port"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn m3_two_step_account_without_smtp_is_refused_naming_the_account() {
+        let users = format!("  - {{ id: alice, email: a@example.com, password_hash: \"{HASH}\", role: admin }}\n");
+        let e = parse(&base(&users, false)).unwrap_err();
+        assert!(e.reason.contains("alice") && e.reason.contains("smtp"), "{e}");
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(parse(&base(&users, true)).is_ok());
+    }
+
+    #[test]
+    fn bad_user_fields_name_field_and_line() {
+        let users = format!(
+            "  - {{ id: alice, email: a@example.com, password_hash: \"{HASH}\", role: user }}\n  - {{ id: Alice, email: b@example.com, password_hash: \"{HASH}\", role: user }}\n"
+        );
+        let e = parse(&base(&users, true)).unwrap_err();
+        assert_eq!(e.field, "users[1].id");
+        assert_eq!(e.line, Some(8), "{e}");
+
+        let users = "  - { id: bob, email: not-an-address, password_hash: \"x\", role: user }\n";
+        let e = parse(&base(users, true)).unwrap_err();
+        assert_eq!(e.field, "users[0].email", "{e}");
+
+        let users = "  - { id: bob, email: b@example.com, password_hash: \"$2y$10$abc\", role: user }\n";
+        let e = parse(&base(users, true)).unwrap_err();
+        assert_eq!(e.field, "users[0].password_hash", "{e}");
+    }
+
+    #[test]
+    fn user_lookup_is_case_insensitive() {
+        let users = format!(
+            "  - {{ id: Alice, email: a@example.com, password_hash: \"{HASH}\", role: admin, two_factor: false }}\n"
+        );
+        let c = parse(&base(&users, false)).unwrap();
+        assert_eq!(c.user("alice").unwrap().id, "Alice");
+        assert!(c.user("bob").is_none());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(90));
+        assert_eq!(parse_duration("10m"), Some(600));
+        assert_eq!(parse_duration("1d"), Some(86400));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("5 minutes"), None);
+    }
+
+    #[test]
+    fn inline_smtp_password_is_refused_with_the_fix() {
+        let text = "listen: 127.0.0.1:8443\ntls: { cert: c, key: k }\nupstream: { url: demo }\ndata_dir: d\nsmtp: { host: h, port: 25, security: none, from: a@example.com, password: hunter2 }\n";
+        let e = parse(text).unwrap_err();
+        assert!(e.reason.contains("password_file"), "{e}");
+    }
+}

@@ -1,0 +1,154 @@
+//! The front door: one decision per request. A gateway screen (`/_kanmon/…`), a
+//! forwarded request (full session), or the way to the login (redirect or 401).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::auth::host;
+use crate::auth::path::NormalizedPath;
+use crate::auth::random::random_bytes;
+use crate::auth::redirect::SameSitePath;
+use crate::auth::session::{self, LANG_COOKIE};
+use crate::i18n::Lang;
+use crate::pages::{self, Ctx, LOGIN_PATH};
+use crate::proxy::ProxyError;
+use crate::web::{self, Body};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+}
+
+pub async fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = data_encoding::HEXLOWER.encode(&random_bytes::<8>(app.rng()));
+    let method = req.method().clone();
+    let path_for_log = req.uri().path().to_owned();
+    let (mut resp, user) = decide(app, conn, &request_id, req).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    // Query strings are left out of the log: they may carry tokens.
+    tracing::info!(
+        target: "kanmon::access",
+        request_id = %request_id, peer = %conn.peer.ip(), method = %method, path = %path_for_log,
+        status = resp.status().as_u16(), user = user.as_deref().unwrap_or("-"),
+        micros = started.elapsed().as_micros() as u64,
+    );
+    resp
+}
+
+async fn decide(
+    app: Arc<App>,
+    conn: ConnInfo,
+    request_id: &str,
+    req: Request<Incoming>,
+) -> (Response<Body>, Option<String>) {
+    let cfg = app.config();
+    let headers = req.headers();
+    let lang_param = web::query_param(req.uri(), "lang").and_then(|l| Lang::parse(&l));
+    let lang = lang_param.unwrap_or_else(|| {
+        Lang::negotiate(
+            session::read_cookie(headers, LANG_COOKIE),
+            headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
+            cfg.default_lang,
+        )
+    });
+    let host = host::check(req.uri(), headers, &cfg.allowed_hosts);
+    let ctx = Ctx {
+        app: app.clone(),
+        cfg: cfg.clone(),
+        host: host.clone(),
+        lang,
+        lang_chosen: lang_param.is_some(),
+        client_ip: conn.peer.ip(),
+        request_id: request_id.to_owned(),
+        uri: req.uri().clone(),
+        headers: headers.clone(),
+    };
+    // REQ-37: nothing runs for a host we do not answer to.
+    let Some(host) = host else {
+        return (
+            secured(ctx.error_page(StatusCode::BAD_REQUEST, ctx.t().bad_request)),
+            None,
+        );
+    };
+    let Ok(path) = NormalizedPath::parse(req.uri().path()) else {
+        return (
+            secured(ctx.error_page(StatusCode::BAD_REQUEST, ctx.t().bad_request)),
+            None,
+        );
+    };
+    if path.is_reserved() {
+        let route = path.gateway_route().unwrap_or("").to_owned();
+        return (secured(pages::route(ctx, &route, req).await), None);
+    }
+
+    let session = app.session(headers).await;
+    let user = session
+        .as_ref()
+        .filter(|(_, s)| s.is_full())
+        .and_then(|(_, s)| s.user())
+        .and_then(|u| cfg.user(u).cloned());
+    let Some(user) = user else {
+        return (secured(login_required(&ctx, &req, &path)), None);
+    };
+    let uid = Some(user.id.clone());
+    match app.proxy.forward(&cfg, req, &path, &user, conn.peer.ip(), &host).await {
+        Ok(resp) => (resp, uid),
+        Err(e) => {
+            let (status, message) = match e {
+                ProxyError::Unreachable => (StatusCode::BAD_GATEWAY, ctx.t().bad_gateway),
+                ProxyError::Timeout => (StatusCode::GATEWAY_TIMEOUT, ctx.t().gateway_timeout),
+            };
+            tracing::warn!(request_id, ?e, "upstream failed");
+            (secured(ctx.error_page(status, message)), uid)
+        }
+    }
+}
+
+fn secured(mut resp: Response<Body>) -> Response<Body> {
+    web::secure_headers(&mut resp);
+    resp
+}
+
+/// G-1: a browser navigation goes to the login screen and comes back afterwards;
+/// anything else (XHR, fetch, API, POST) gets 401 with a small JSON body (REQ-68).
+fn login_required(ctx: &Ctx, req: &Request<Incoming>, path: &NormalizedPath) -> Response<Body> {
+    if is_navigation(req) {
+        let target = match req.uri().query() {
+            Some(q) => format!("{}?{q}", path.as_str()),
+            None => path.as_str().to_owned(),
+        };
+        let mut location = LOGIN_PATH.to_owned();
+        if let Some(rd) = SameSitePath::parse(&target).filter(|p| p.as_str() != "/") {
+            location.push_str("?rd=");
+            location.push_str(&form_urlencoded::byte_serialize(rd.as_str().as_bytes()).collect::<String>());
+        }
+        return web::see_other(&location);
+    }
+    web::json(
+        StatusCode::UNAUTHORIZED,
+        &serde_json::json!({ "error": "unauthorized", "message": ctx.t().unauthorized_json, "login": LOGIN_PATH }),
+    )
+}
+
+fn is_navigation(req: &Request<Incoming>) -> bool {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return false;
+    }
+    let h = req.headers();
+    let mode = h.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
+    if let Some(mode) = mode {
+        return mode == "navigate";
+    }
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}

@@ -1,0 +1,172 @@
+//! kanmon (関門): a reverse-proxy authentication gateway. Everyone logs in with a
+//! password and a TOTP code before anything reaches the application behind it.
+//!
+//! [`build`] turns a [`Config`] into a running gateway; the binary and the tests both
+//! start it this way.
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod health;
+pub mod i18n;
+pub mod pages;
+pub mod proxy;
+pub mod render;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::App;
+use crate::auth::password::PasswordPool;
+use crate::auth::seal::Sealer;
+use crate::auth::session::PENDING_TTL_SECS;
+use crate::auth::{SharedRandom, SystemRandom};
+use crate::clock::{SharedClock, SystemClock};
+pub use crate::config::Config;
+use crate::config::Upstream;
+use crate::proxy::Proxy;
+use crate::store::Store;
+
+/// The name of the key file in the data directory.
+pub const KEY_FILE: &str = "secret.key";
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// What a test may replace; the binary uses the defaults.
+pub struct Options {
+    pub clock: SharedClock,
+    pub random: SharedRandom,
+    /// Password-hashing threads; one per core by default.
+    pub hash_workers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clock: Arc::new(SystemClock),
+            random: Arc::new(SystemRandom),
+            hash_workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Key(#[from] auth::seal::KeyFileError),
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start the demo upstream: {0}")]
+    Demo(std::io::Error),
+}
+
+/// A gateway that is accepting connections.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    purger: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish, and returns when the server is done.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.purger.abort();
+        let _ = self.server.await;
+    }
+
+    /// Resolves when the server task ends (after [`Running::shutdown`], or a failure).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.server).await;
+    }
+}
+
+pub async fn build(config: Config, options: Options) -> Result<Running, StartError> {
+    tls::install_crypto_provider();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+    let sealer = Sealer::load_or_create(&config.data_dir.join(KEY_FILE), &*options.random)?;
+    let store = Store::open(&config.data_dir)?;
+    let tls = tls::server_config(&config).map_err(StartError::Tls)?;
+    let demo = match config.upstream.target {
+        Upstream::Demo => Some(demo::spawn().await.map_err(StartError::Demo)?),
+        Upstream::Url(_) => None,
+    };
+    let proxy = Proxy::new(demo, Duration::from_secs(config.upstream.connect_timeout_secs));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+
+    let app = Arc::new(App::new(
+        config,
+        store,
+        sealer,
+        PasswordPool::new(options.hash_workers),
+        options.clock,
+        options.random,
+        proxy,
+    ));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let server = tokio::spawn(server::serve_tls(listener, tls, app.clone(), shutdown_rx));
+    let purger = tokio::spawn(purge_loop(app.clone()));
+    tracing::info!(%addr, "kanmon is listening");
+    Ok(Running {
+        addr,
+        app,
+        shutdown,
+        server,
+        purger,
+    })
+}
+
+/// Removes expired sessions and stale pending enrollments now and then.
+async fn purge_loop(app: Arc<App>) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        let now = app.now();
+        let cfg = app.config();
+        let result = app
+            .store
+            .run(move |s| s.purge(|sess| sess.is_live(now, &cfg.session), now - PENDING_TTL_SECS))
+            .await;
+        match result {
+            Ok(n) if n > 0 => tracing::debug!(removed = n, "expired sessions purged"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "purging sessions failed"),
+        }
+    }
+}

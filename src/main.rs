@@ -1,0 +1,154 @@
+//! The `kanmon` command: reads arguments and hands over to the library.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kanmon::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "kanmon",
+    version,
+    about = "Password + TOTP login gateway in front of a web application"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, env = "KANMON_CONFIG")]
+        config: PathBuf,
+    },
+    /// Read a password (one line) on standard input and print its argon2id hash.
+    HashPassword,
+    /// Validate a configuration file without starting; exit 2 when it is invalid.
+    CheckConfig {
+        #[arg(long, env = "KANMON_CONFIG")]
+        config: PathBuf,
+    },
+    /// Ask a running gateway whether it is healthy (for container health checks).
+    Healthcheck {
+        #[arg(long, env = "KANMON_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Exit code for configuration errors, distinct from other failures.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::HashPassword => hash_password(),
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!("{}: OK ({} accounts)", config.display(), c.users().count());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Healthcheck { config } => healthcheck(config),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KANMON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    if std::env::var("KANMON_LOG_FORMAT").as_deref() == Ok("json") {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the async runtime")
+}
+
+fn serve(path: PathBuf) -> ExitCode {
+    init_logging();
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    runtime().block_on(async move {
+        let running = match kanmon::build(config, kanmon::Options::default()).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("kanmon: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("kanmon: listening on https://{}", running.addr);
+        wait_for_stop().await;
+        tracing::info!("stopping");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn hash_password() -> ExitCode {
+    if std::io::stdin().is_terminal() {
+        eprintln!("Type the password and press Enter (it is shown as you type; pipe it in to avoid that):");
+    }
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        eprintln!("kanmon: cannot read standard input");
+        return ExitCode::FAILURE;
+    }
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    if let Err(why) = kanmon::auth::password::check_length(password) {
+        eprintln!("kanmon: {why}");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{}",
+        kanmon::auth::password::hash(password, &kanmon::auth::SystemRandom)
+    );
+    ExitCode::SUCCESS
+}
+
+fn healthcheck(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match runtime().block_on(kanmon::health::probe(&config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kanmon: unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

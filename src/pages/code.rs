@@ -1,0 +1,186 @@
+//! The "Enter authentication code" screen (M-9), and what it shares with enrollment:
+//! reading a typed code and counting wrong ones.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::{CODE_PATH, Ctx, LOGIN_PATH, login_with, next_location};
+use crate::auth::session::{MAX_CODE_FAILURES, Session, SessionId, SessionState};
+use crate::auth::totp::{self, Code, CodeFormatError, TotpSecret, Verdict};
+use crate::i18n::Text;
+use crate::web::{self, Body};
+
+pub async fn show(ctx: &Ctx) -> Response<Body> {
+    match ctx.session().await {
+        Some((_, s)) if matches!(s.state, SessionState::PendingCode { .. }) => form(ctx, StatusCode::OK, &s, None),
+        Some((_, s)) if !matches!(s.state, SessionState::PendingPassword) => web::see_other(&next_location(&s)),
+        _ => web::see_other(&login_with("expired")),
+    }
+}
+
+fn form(ctx: &Ctx, status: StatusCode, s: &Session, error: Option<String>) -> Response<Body> {
+    ctx.page(
+        status,
+        "code.html",
+        ctx.t().code_title,
+        minijinja::context! { csrf => &s.csrf, action => CODE_PATH, error => error },
+    )
+}
+
+pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
+    let current = ctx.session().await;
+    let (id, s, user) = match current {
+        Some((id, s)) => match &s.state {
+            SessionState::PendingCode { user } => {
+                let user = user.clone();
+                (id, s, user)
+            }
+            _ => return web::see_other(&next_location(&s)),
+        },
+        None => return web::see_other(&login_with("expired")),
+    };
+    let form_data = match ctx.read_post(req, Some(&s)).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let code = match Code::parse(form_data.get("code").unwrap_or("")) {
+        Ok(c) => c,
+        Err(e) => {
+            return form(
+                ctx,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &s,
+                Some(format_error(ctx.t(), e)),
+            );
+        }
+    };
+
+    let now = ctx.app.now();
+    let app = ctx.app.clone();
+    let uid = user.clone();
+    // Check and record the step in one transaction: of two concurrent submissions of
+    // one code exactly one wins (REQ-7).
+    let outcome = ctx
+        .app
+        .store
+        .run(move |st| {
+            st.update_authenticator(&uid, |current| {
+                let Some(a) = current else { return (None, None) };
+                let Some(secret) = app
+                    .sealer
+                    .open("totp", &uid, &a.sealed_secret)
+                    .and_then(TotpSecret::from_bytes)
+                else {
+                    tracing::error!(user = %uid, "a stored secret cannot be opened");
+                    return (None, Some(Verdict::Wrong));
+                };
+                match totp::verdict(&secret, &code, now, a.last_step) {
+                    Verdict::Accepted(step) => {
+                        let mut next = a.clone();
+                        next.last_step = Some(step);
+                        (Some(next), Some(Verdict::Accepted(step)))
+                    }
+                    other => (None, Some(other)),
+                }
+            })
+        })
+        .await;
+    match outcome {
+        Ok(Some(Verdict::Accepted(_))) => {
+            ctx.app.audit("login.success", Some(&user), ctx.ip(), None).await;
+            let next = s.step_up(SessionState::Full { user, auth_time: now }, ctx.app.rng(), now);
+            let location = next_location(&next);
+            ctx.step_to(Some(&id), next, &location).await
+        }
+        Ok(Some(verdict)) => {
+            let event = if verdict == Verdict::Replayed {
+                "login.code_replay"
+            } else {
+                "login.code_failed"
+            };
+            ctx.app.audit(event, Some(&user), ctx.ip(), None).await;
+            match count_failure(ctx, &id).await {
+                Ok(true) => web::see_other(&login_with("too_many")),
+                Ok(false) => form(
+                    ctx,
+                    StatusCode::UNAUTHORIZED,
+                    &s,
+                    Some(wrong_code_message(ctx.t(), verdict)),
+                ),
+                Err(r) => r,
+            }
+        }
+        // The authenticator was removed while this login was pending.
+        Ok(None) => web::see_other(LOGIN_PATH),
+        Err(e) => ctx.internal_error("checking a code failed", e),
+    }
+}
+
+pub fn format_error(t: &Text, e: CodeFormatError) -> String {
+    match e {
+        CodeFormatError::NotDigits => t.err_code_not_digits,
+        CodeFormatError::WrongLength => t.err_code_length,
+    }
+    .to_owned()
+}
+
+/// The message for a wrong code; when the code belongs to another time, the phone's
+/// clock is off and the user is told by how much (M-4).
+pub fn wrong_code_message(t: &Text, verdict: Verdict) -> String {
+    match verdict {
+        Verdict::ClockOff(secs) => {
+            let minutes = ((secs.abs() + 30) / 60).max(1).to_string();
+            let text = if secs > 0 {
+                t.err_clock_ahead
+            } else {
+                t.err_clock_behind
+            };
+            text.replace("{n}", &minutes)
+        }
+        _ => t.err_code_wrong.to_owned(),
+    }
+}
+
+/// Counts a wrong code against the pending login; after [`MAX_CODE_FAILURES`] the
+/// login is void (REQ-9). True when it was voided.
+pub async fn count_failure(ctx: &Ctx, id: &SessionId) -> Result<bool, Response<Body>> {
+    let key = id.key();
+    let voided = ctx
+        .app
+        .store
+        .run(move |st| {
+            st.update_session(&key, |cur| match cur {
+                Some(mut s) => {
+                    s.code_failures += 1;
+                    if s.code_failures >= MAX_CODE_FAILURES {
+                        (None, true)
+                    } else {
+                        (Some(s), false)
+                    }
+                }
+                None => (None, true),
+            })
+        })
+        .await;
+    voided.map_err(|e| ctx.internal_error("counting a wrong code failed", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::{EN, JA};
+
+    #[test]
+    fn m4_clock_hint_says_how_far_and_which_way() {
+        assert_eq!(
+            wrong_code_message(&EN, Verdict::ClockOff(300)),
+            EN.err_clock_ahead.replace("{n}", "5")
+        );
+        assert_eq!(
+            wrong_code_message(&EN, Verdict::ClockOff(-90)),
+            EN.err_clock_behind.replace("{n}", "2")
+        );
+        assert!(wrong_code_message(&JA, Verdict::ClockOff(-60)).contains("約1分遅れ"));
+        assert_eq!(wrong_code_message(&EN, Verdict::Wrong), EN.err_code_wrong);
+    }
+}

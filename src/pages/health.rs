@@ -1,0 +1,20 @@
+use http::{Response, StatusCode};
+
+use super::Ctx;
+use crate::web::{self, Body};
+
+/// 200 when the store answers, 503 otherwise. Says nothing else to the outside.
+pub async fn healthz(ctx: &Ctx) -> Response<Body> {
+    let ok = ctx.app.store.run(|s| s.ping()).await.is_ok();
+    let (status, body) = if ok {
+        (StatusCode::OK, serde_json::json!({ "status": "ok" }))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "unavailable" }),
+        )
+    };
+    let mut r = web::json(status, &body);
+    web::secure_headers(&mut r);
+    r
+}

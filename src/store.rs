@@ -1,0 +1,520 @@
+//! The only code that touches redb. Typed operations on sessions, authenticators,
+//! pending enrollments and the audit trail; nothing of redb leaks out, so another
+//! backend can stand behind the same API. Every read-modify-write is one write
+//! transaction, which redb serializes: the replay guard is atomic (REQ-7).
+//!
+//! All calls block (a commit waits for the disk): async code runs them through
+//! [`Store::run`], off the async threads.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::auth::session::{Session, SessionKey};
+use crate::clock::UnixTime;
+
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+/// `user key ++ 0x00 ++ session key` → (): every session of a user, to end them all.
+const USER_SESSIONS: TableDefinition<&[u8], ()> = TableDefinition::new("user_sessions");
+const AUTHENTICATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("authenticators");
+const PENDING_ENROLLMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_enrollments");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+pub const DB_FILE: &str = "kanmon.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is open in another kanmon process")]
+    AlreadyOpen,
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("a stored record cannot be read: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("the database task stopped")]
+    TaskFailed,
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(impl From<$t> for StoreError {
+        fn from(e: $t) -> Self { StoreError::Db(e.into()) }
+    })*};
+}
+db_err!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A user's associated authenticator. `last_step` is the replay guard (REQ-6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authenticator {
+    /// The TOTP secret, sealed for ("totp", user).
+    pub sealed_secret: String,
+    pub last_step: Option<i64>,
+    pub enrolled_at: UnixTime,
+}
+
+/// A secret shown on the enrollment screen but not yet confirmed with a code (M-8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEnrollment {
+    pub sealed_secret: String,
+    pub created: UnixTime,
+}
+
+/// How the enrollment screen's secret came about, so the screen can say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// The first one for this user.
+    New,
+    /// The same secret as shown before, still within its life.
+    Reused,
+    /// An earlier one had expired and was replaced.
+    Replaced,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub time: UnixTime,
+    pub event: String,
+    pub user: Option<String>,
+    pub ip: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+fn user_key(user: &str) -> String {
+    user.to_lowercase()
+}
+
+fn index_key(user: &str, key: &SessionKey) -> Vec<u8> {
+    let mut k = user_key(user).into_bytes();
+    k.push(0);
+    k.extend_from_slice(&key.0);
+    k
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(v)?)
+}
+
+fn from_json<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    Ok(serde_json::from_slice(b)?)
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = Database::create(dir.join(DB_FILE)).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
+            e => StoreError::Db(e.into()),
+        })?;
+        let txn = db.begin_write()?;
+        txn.open_table(SESSIONS)?;
+        txn.open_table(USER_SESSIONS)?;
+        txn.open_table(AUTHENTICATORS)?;
+        txn.open_table(PENDING_ENROLLMENTS)?;
+        txn.open_table(AUDIT)?;
+        txn.commit()?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Runs blocking store work off the async threads.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|_| StoreError::TaskFailed)?
+    }
+
+    /// A cheap read that proves the database answers (health checks).
+    pub fn ping(&self) -> Result<()> {
+        let txn = self.db.begin_read()?;
+        txn.open_table(SESSIONS)?;
+        Ok(())
+    }
+
+    // ---- sessions ----------------------------------------------------------------
+
+    pub fn session(&self, key: &SessionKey) -> Result<Option<Session>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        let value = table.get(key.0.as_slice())?;
+        value.map(|v| from_json(v.value())).transpose()
+    }
+
+    /// Stores `session` under `new`, and removes `old` in the same transaction: a step
+    /// up of the login is one atomic change of id (REQ-28).
+    pub fn replace_session(&self, old: Option<&SessionKey>, new: &SessionKey, session: &Session) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let mut index = txn.open_table(USER_SESSIONS)?;
+            if let Some(old) = old {
+                let previous: Option<Session> = sessions
+                    .remove(old.0.as_slice())?
+                    .map(|v| from_json(v.value()))
+                    .transpose()?;
+                if let Some(user) = previous.as_ref().and_then(Session::user) {
+                    index.remove(index_key(user, old).as_slice())?;
+                }
+            }
+            sessions.insert(new.0.as_slice(), to_json(session)?.as_slice())?;
+            if let Some(user) = session.user() {
+                index.insert(index_key(user, new).as_slice(), ())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Read-modify-write of one session. `f` returns the new record, or `None` to delete
+    /// it; its second value is handed back.
+    pub fn update_session<R>(
+        &self,
+        key: &SessionKey,
+        f: impl FnOnce(Option<Session>) -> (Option<Session>, R),
+    ) -> Result<R> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let mut index = txn.open_table(USER_SESSIONS)?;
+            let current: Option<Session> = sessions
+                .get(key.0.as_slice())?
+                .map(|v| from_json(v.value()))
+                .transpose()?;
+            let existed = current.clone();
+            let (next, result) = f(current);
+            match (&existed, &next) {
+                (_, Some(s)) => {
+                    sessions.insert(key.0.as_slice(), to_json(s)?.as_slice())?;
+                }
+                (Some(old), None) => {
+                    sessions.remove(key.0.as_slice())?;
+                    if let Some(user) = old.user() {
+                        index.remove(index_key(user, key).as_slice())?;
+                    }
+                }
+                (None, None) => {}
+            }
+            result
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    pub fn delete_session(&self, key: &SessionKey) -> Result<()> {
+        self.update_session(key, |_| (None, ()))
+    }
+
+    /// Ends every session of a user; returns how many there were.
+    pub fn delete_user_sessions(&self, user: &str) -> Result<usize> {
+        let txn = self.db.begin_write()?;
+        let count = {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let mut index = txn.open_table(USER_SESSIONS)?;
+            let mut prefix = user_key(user).into_bytes();
+            prefix.push(0);
+            let mut end = prefix.clone();
+            *end.last_mut().expect("non-empty") = 1;
+            let keys: Vec<Vec<u8>> = index
+                .range(prefix.as_slice()..end.as_slice())?
+                .map(|e| e.map(|(k, _)| k.value().to_vec()))
+                .collect::<std::result::Result<_, _>>()?;
+            for k in &keys {
+                index.remove(k.as_slice())?;
+                sessions.remove(&k[prefix.len()..])?;
+            }
+            keys.len()
+        };
+        txn.commit()?;
+        Ok(count)
+    }
+
+    /// Deletes sessions for which `is_live` says no, and pending enrollments older than
+    /// `pending_before`. Returns the number of sessions removed.
+    pub fn purge(&self, is_live: impl Fn(&Session) -> bool, pending_before: UnixTime) -> Result<usize> {
+        let txn = self.db.begin_write()?;
+        let removed = {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let mut index = txn.open_table(USER_SESSIONS)?;
+            let mut dead = Vec::new();
+            for entry in sessions.iter()? {
+                let (k, v) = entry?;
+                let keep = from_json::<Session>(v.value()).map(|s| is_live(&s).then_some(s));
+                match keep {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => dead.push((k.value().to_vec(), from_json::<Session>(v.value()).ok())),
+                }
+            }
+            for (k, s) in &dead {
+                sessions.remove(k.as_slice())?;
+                if let (Some(user), Ok(key)) = (s.as_ref().and_then(Session::user), <[u8; 32]>::try_from(k.as_slice()))
+                {
+                    index.remove(index_key(user, &SessionKey(key)).as_slice())?;
+                }
+            }
+            let mut pending = txn.open_table(PENDING_ENROLLMENTS)?;
+            pending.retain(|_, v| from_json::<PendingEnrollment>(v).is_ok_and(|p| p.created >= pending_before))?;
+            dead.len()
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    pub fn session_count(&self) -> Result<u64> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(SESSIONS)?.len()?)
+    }
+
+    // ---- authenticators ------------------------------------------------------------
+
+    pub fn authenticator(&self, user: &str) -> Result<Option<Authenticator>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(AUTHENTICATORS)?;
+        let value = table.get(user_key(user).as_str())?;
+        value.map(|v| from_json(v.value())).transpose()
+    }
+
+    /// Read-modify-write of a user's authenticator in one transaction. `f` returns the
+    /// record to store (or `None` to leave it unchanged) and a result.
+    pub fn update_authenticator<R>(
+        &self,
+        user: &str,
+        f: impl FnOnce(Option<&Authenticator>) -> (Option<Authenticator>, R),
+    ) -> Result<R> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut table = txn.open_table(AUTHENTICATORS)?;
+            let key = user_key(user);
+            let current: Option<Authenticator> = table.get(key.as_str())?.map(|v| from_json(v.value())).transpose()?;
+            let (next, result) = f(current.as_ref());
+            if let Some(next) = next {
+                table.insert(key.as_str(), to_json(&next)?.as_slice())?;
+            }
+            result
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    /// Associates an authenticator confirmed by a right code, unless one exists already,
+    /// and drops the pending enrollment. True when it was stored.
+    pub fn complete_enrollment(&self, user: &str, authenticator: &Authenticator) -> Result<bool> {
+        let txn = self.db.begin_write()?;
+        let stored = {
+            let mut table = txn.open_table(AUTHENTICATORS)?;
+            let key = user_key(user);
+            if table.get(key.as_str())?.is_some() {
+                false
+            } else {
+                table.insert(key.as_str(), to_json(authenticator)?.as_slice())?;
+                txn.open_table(PENDING_ENROLLMENTS)?.remove(key.as_str())?;
+                true
+            }
+        };
+        txn.commit()?;
+        Ok(stored)
+    }
+
+    pub fn remove_authenticator(&self, user: &str) -> Result<bool> {
+        let txn = self.db.begin_write()?;
+        let removed = txn
+            .open_table(AUTHENTICATORS)?
+            .remove(user_key(user).as_str())?
+            .is_some();
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    // ---- pending enrollments -------------------------------------------------------
+
+    /// The pending secret for a user: the stored one if created after `valid_since`,
+    /// else a new one from `make` (stored before it is returned).
+    pub fn pending_enrollment(
+        &self,
+        user: &str,
+        now: UnixTime,
+        valid_since: UnixTime,
+        make: impl FnOnce() -> String,
+    ) -> Result<(PendingEnrollment, Freshness)> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut table = txn.open_table(PENDING_ENROLLMENTS)?;
+            let key = user_key(user);
+            let current: Option<PendingEnrollment> =
+                table.get(key.as_str())?.map(|v| from_json(v.value())).transpose()?;
+            match current {
+                Some(p) if p.created >= valid_since => (p, Freshness::Reused),
+                previous => {
+                    let p = PendingEnrollment {
+                        sealed_secret: make(),
+                        created: now,
+                    };
+                    table.insert(key.as_str(), to_json(&p)?.as_slice())?;
+                    (
+                        p,
+                        if previous.is_some() {
+                            Freshness::Replaced
+                        } else {
+                            Freshness::New
+                        },
+                    )
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    pub fn peek_pending_enrollment(&self, user: &str) -> Result<Option<PendingEnrollment>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PENDING_ENROLLMENTS)?;
+        let value = table.get(user_key(user).as_str())?;
+        value.map(|v| from_json(v.value())).transpose()
+    }
+
+    // ---- audit trail -------------------------------------------------------------
+
+    pub fn audit(&self, event: &AuditEvent) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(AUDIT)?;
+            let next = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            table.insert(next, to_json(event)?.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit events, newest first.
+    pub fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEvent>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(AUDIT)?;
+        table
+            .iter()?
+            .rev()
+            .take(limit)
+            .map(|e| {
+                let (_, v) = e?;
+                from_json(v.value())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::SystemRandom;
+    use crate::auth::session::{SessionId, SessionState};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    fn full(user: &str) -> Session {
+        Session::new(
+            SessionState::Full {
+                user: user.into(),
+                auth_time: 0,
+            },
+            &SystemRandom,
+            0,
+            None,
+        )
+    }
+
+    #[test]
+    fn second_open_of_the_same_file_is_refused() {
+        let (dir, _s) = store();
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::AlreadyOpen)));
+    }
+
+    #[test]
+    fn replace_moves_a_session_to_a_new_id() {
+        let (_d, s) = store();
+        let a = SessionId::generate(&SystemRandom).key();
+        let b = SessionId::generate(&SystemRandom).key();
+        s.replace_session(None, &a, &full("alice")).unwrap();
+        s.replace_session(Some(&a), &b, &full("alice")).unwrap();
+        assert!(s.session(&a).unwrap().is_none());
+        assert!(s.session(&b).unwrap().is_some());
+        assert_eq!(
+            s.delete_user_sessions("ALICE").unwrap(),
+            1,
+            "the index followed the move"
+        );
+        assert!(s.session(&b).unwrap().is_none());
+    }
+
+    #[test]
+    fn ending_a_users_sessions_leaves_others() {
+        let (_d, s) = store();
+        let keys: Vec<_> = (0..3).map(|_| SessionId::generate(&SystemRandom).key()).collect();
+        s.replace_session(None, &keys[0], &full("alice")).unwrap();
+        s.replace_session(None, &keys[1], &full("alice")).unwrap();
+        s.replace_session(None, &keys[2], &full("alicex")).unwrap();
+        assert_eq!(s.delete_user_sessions("alice").unwrap(), 2);
+        assert!(s.session(&keys[2]).unwrap().is_some());
+    }
+
+    #[test]
+    fn pending_enrollment_is_reused_then_replaced() {
+        let (_d, s) = store();
+        let (p1, f1) = s.pending_enrollment("bob", 100, 0, || "one".into()).unwrap();
+        assert_eq!((p1.sealed_secret.as_str(), f1), ("one", Freshness::New));
+        let (p2, f2) = s.pending_enrollment("bob", 200, 50, || "two".into()).unwrap();
+        assert_eq!((p2.sealed_secret.as_str(), f2), ("one", Freshness::Reused));
+        let (p3, f3) = s.pending_enrollment("bob", 900, 150, || "three".into()).unwrap();
+        assert_eq!((p3.sealed_secret.as_str(), f3), ("three", Freshness::Replaced));
+    }
+
+    #[test]
+    fn enrollment_completes_once() {
+        let (_d, s) = store();
+        let a = Authenticator {
+            sealed_secret: "x".into(),
+            last_step: Some(5),
+            enrolled_at: 1,
+        };
+        assert!(s.complete_enrollment("bob", &a).unwrap());
+        assert!(!s.complete_enrollment("bob", &a).unwrap());
+        assert!(s.remove_authenticator("bob").unwrap());
+        assert!(s.authenticator("bob").unwrap().is_none());
+    }
+
+    #[test]
+    fn audit_is_newest_first() {
+        let (_d, s) = store();
+        for i in 0..3 {
+            s.audit(&AuditEvent {
+                time: i,
+                event: format!("e{i}"),
+                user: None,
+                ip: None,
+                detail: None,
+            })
+            .unwrap();
+        }
+        let events = s.recent_audit(2).unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+            ["e2", "e1"]
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests: one binary (link time matters on small machines). Every test
+//! starts its own gateway over TLS on a random port with its own data directory, in
+//! front of a real recording upstream, and drives it like a browser would.
+
+mod helpers;
+mod upstream;
+
+mod cli;
+mod login_flow;
+mod proxying;
+mod screens;
+mod security;
