@@ -11,9 +11,11 @@ use crate::auth::session::{self, Session, SessionId};
 use crate::auth::{Random, SharedRandom};
 use crate::clock::{SharedClock, UnixTime};
 use crate::config::Config;
+use crate::live::Live;
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::render::Renderer;
-use crate::store::{AuditEvent, Store};
+use crate::store::{AuditEvent, Store, StoreError};
 
 pub struct App {
     config: ArcSwap<Config>,
@@ -24,6 +26,8 @@ pub struct App {
     pub random: SharedRandom,
     pub render: Renderer,
     pub proxy: Proxy,
+    pub live: Live,
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -46,7 +50,33 @@ impl App {
             random,
             render: Renderer::new(),
             proxy,
+            live: Live::default(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Replaces the configuration (reload). Accounts that were removed, or whose switch
+    /// or password changed, lose their sessions (REQ-74); returns their IDs.
+    pub async fn apply_config(&self, mut next: Config) -> Vec<String> {
+        let old = self.config();
+        // What the process is bound to cannot change without a restart.
+        next.listen = old.listen;
+        next.data_dir = old.data_dir.clone();
+        next.http_redirect = old.http_redirect;
+        next.metrics = old.metrics;
+        let affected: Vec<String> = old
+            .users()
+            .filter(|u| match next.user(&u.id) {
+                None => true,
+                Some(n) => n.two_factor != u.two_factor || n.password_hash != u.password_hash,
+            })
+            .map(|u| u.id.clone())
+            .collect();
+        self.config.store(Arc::new(next));
+        for user in &affected {
+            self.end_user_sessions(user).await;
+        }
+        affected
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -65,6 +95,11 @@ impl App {
     /// as none; a full session's "last seen" is refreshed at most once a minute.
     pub async fn session(&self, headers: &http::HeaderMap) -> Option<(SessionId, Session)> {
         let id = SessionId::parse(session::read_cookie(headers, session::SESSION_COOKIE)?)?;
+        let s = self.session_by_id(&id).await?;
+        Some((id, s))
+    }
+
+    pub async fn session_by_id(&self, id: &SessionId) -> Option<Session> {
         let key = id.key();
         let found = self.store.run(move |s| s.session(&key)).await;
         let s = match found {
@@ -99,7 +134,29 @@ impl App {
                 });
             });
         }
-        Some((id, s))
+        Some(s)
+    }
+
+    /// Ends one session on the server, and its live connections.
+    pub async fn end_session(&self, id: &SessionId) -> Result<(), StoreError> {
+        let key = id.key();
+        self.store.run(move |s| s.delete_session(&key)).await?;
+        self.live.sessions_changed();
+        Ok(())
+    }
+
+    /// Ends every session of a user, and their live connections; returns how many.
+    pub async fn end_user_sessions(&self, user: &str) -> usize {
+        let u = user.to_owned();
+        let n = match self.store.run(move |s| s.delete_user_sessions(&u)).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, user, "ending a user's sessions failed");
+                0
+            }
+        };
+        self.live.sessions_changed();
+        n
     }
 
     /// Appends to the audit trail; a failure to write it is logged, never shown.
@@ -111,6 +168,7 @@ impl App {
             ip,
             detail,
         };
+        self.metrics.event(event);
         tracing::info!(target: "kanmon::audit", event = %e.event, user = ?e.user, ip = ?e.ip, detail = ?e.detail);
         if let Err(err) = self.store.run(move |s| s.audit(&e)).await {
             tracing::error!(error = %err, "audit write failed");

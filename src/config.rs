@@ -51,6 +51,31 @@ pub struct UpstreamSettings {
     pub target: Upstream,
     pub connect_timeout_secs: u64,
     pub response_timeout_secs: u64,
+    /// Normalized path prefixes forwarded without login (and without identity).
+    pub skip_auth: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSocketSettings {
+    pub idle_timeout_secs: u64,
+    pub max_lifetime_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_form_bytes: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub header_read_timeout_secs: u64,
+    pub max_header_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +132,13 @@ pub struct Config {
     pub smtp: Option<SmtpSettings>,
     pub session: SessionSettings,
     pub identity_headers: IdentityHeaders,
-    pub max_form_bytes: usize,
+    pub websocket: WebSocketSettings,
+    pub limits: Limits,
+    /// A plain-HTTP listener that only redirects to HTTPS.
+    pub http_redirect: Option<SocketAddr>,
+    /// Where the Prometheus metrics are served (plain HTTP; keep it on loopback).
+    pub metrics: Option<SocketAddr>,
+    pub log_format: LogFormat,
     /// Keyed by the lower-cased user ID: IDs are matched case-insensitively.
     users: BTreeMap<String, Arc<User>>,
 }
@@ -190,7 +221,33 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    websocket: RawWebSocket,
+    http_redirect: Option<RawListen>,
+    metrics: Option<RawListen>,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
     users: Vec<RawUser>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    listen: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    format: LogFormat,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebSocket {
+    idle_timeout: Option<String>,
+    max_lifetime: Option<String>,
 }
 
 fn default_issuer() -> String {
@@ -214,6 +271,8 @@ struct RawUpstream {
     connect_timeout: Option<String>,
     #[serde(default)]
     response_timeout: Option<String>,
+    #[serde(default)]
+    skip_auth: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -248,6 +307,10 @@ struct RawIdentityHeaders {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_form_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    header_read_timeout: Option<String>,
+    max_header_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -272,6 +335,12 @@ const DEFAULT_ABSOLUTE_TIMEOUT: &str = "12h";
 const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
 const DEFAULT_RESPONSE_TIMEOUT: &str = "60s";
 const DEFAULT_MAX_FORM_BYTES: usize = 16 * 1024;
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
+const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+const DEFAULT_WS_IDLE_TIMEOUT: &str = "10m";
+const DEFAULT_WS_MAX_LIFETIME: &str = "12h";
 const MAX_USER_ID_CHARS: usize = 64;
 
 struct Validator<'a> {
@@ -354,6 +423,7 @@ impl Validator<'_> {
                 raw.upstream.response_timeout.as_deref(),
                 DEFAULT_RESPONSE_TIMEOUT,
             )? as u64,
+            skip_auth: self.skip_auth(&raw.upstream.skip_auth)?,
         };
 
         let public_url = match raw.public_url.as_deref() {
@@ -436,9 +506,91 @@ impl Validator<'_> {
                 email: self.header_name("identity_headers.email", raw.identity_headers.email, "Remote-Email")?,
                 groups: self.header_name("identity_headers.groups", raw.identity_headers.groups, "Remote-Groups")?,
             },
-            max_form_bytes: raw.limits.max_form_bytes.unwrap_or(DEFAULT_MAX_FORM_BYTES),
+            websocket: WebSocketSettings {
+                idle_timeout_secs: self.duration(
+                    "websocket.idle_timeout",
+                    raw.websocket.idle_timeout.as_deref(),
+                    DEFAULT_WS_IDLE_TIMEOUT,
+                )? as u64,
+                max_lifetime_secs: self.duration(
+                    "websocket.max_lifetime",
+                    raw.websocket.max_lifetime.as_deref(),
+                    DEFAULT_WS_MAX_LIFETIME,
+                )? as u64,
+            },
+            limits: self.limits(&raw.limits)?,
+            http_redirect: raw
+                .http_redirect
+                .map(|l| self.listen_addr("http_redirect.listen", &l.listen))
+                .transpose()?,
+            metrics: raw
+                .metrics
+                .map(|l| self.listen_addr("metrics.listen", &l.listen))
+                .transpose()?,
+            log_format: raw.log.format,
             users,
         })
+    }
+
+    fn listen_addr(&self, field: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+        v.parse().map_err(|_| {
+            self.err(
+                field,
+                v,
+                format!("`{v}` is not an address and port such as 127.0.0.1:8080"),
+            )
+        })
+    }
+
+    fn limits(&self, raw: &RawLimits) -> Result<Limits, ConfigError> {
+        let positive = |field: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(self.err(field, "0", "must be greater than 0")),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let max_header_bytes = positive(
+            "limits.max_header_bytes",
+            raw.max_header_bytes,
+            DEFAULT_MAX_HEADER_BYTES,
+        )?;
+        if max_header_bytes < 8192 {
+            return Err(self.err("limits.max_header_bytes", "", "must be at least 8192"));
+        }
+        Ok(Limits {
+            max_form_bytes: positive("limits.max_form_bytes", raw.max_form_bytes, DEFAULT_MAX_FORM_BYTES)?,
+            max_connections: positive("limits.max_connections", raw.max_connections, DEFAULT_MAX_CONNECTIONS)?,
+            max_connections_per_ip: positive(
+                "limits.max_connections_per_ip",
+                raw.max_connections_per_ip,
+                DEFAULT_MAX_CONNECTIONS_PER_IP,
+            )?,
+            header_read_timeout_secs: self.duration(
+                "limits.header_read_timeout",
+                raw.header_read_timeout.as_deref(),
+                DEFAULT_HEADER_READ_TIMEOUT,
+            )? as u64,
+            max_header_bytes,
+        })
+    }
+
+    /// Skip-auth prefixes are compared with normalized paths, so they are normalized too;
+    /// the gateway's own prefix can never be one.
+    fn skip_auth(&self, prefixes: &[String]) -> Result<Vec<String>, ConfigError> {
+        prefixes
+            .iter()
+            .map(|p| {
+                let n = crate::auth::path::NormalizedPath::parse(p)
+                    .map_err(|_| self.err("upstream.skip_auth", p, format!("`{p}` is not a path starting with /")))?;
+                if n.is_reserved() || n.as_str() == "/" {
+                    return Err(self.err(
+                        "upstream.skip_auth",
+                        p,
+                        format!("`{p}` would open the gateway's own paths or everything"),
+                    ));
+                }
+                Ok(n.as_str().to_owned())
+            })
+            .collect()
     }
 
     fn upstream_url(&self, u: &str) -> Result<http::Uri, ConfigError> {

@@ -10,14 +10,16 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
+use crate::auth::csrf;
 use crate::auth::host;
 use crate::auth::path::NormalizedPath;
 use crate::auth::random::random_bytes;
 use crate::auth::redirect::SameSitePath;
 use crate::auth::session::{self, LANG_COOKIE};
 use crate::i18n::Lang;
+use crate::live;
 use crate::pages::{self, Ctx, LOGIN_PATH};
-use crate::proxy::ProxyError;
+use crate::proxy::{Forward, Forwarded, ProxyError, StopSignal, is_websocket_upgrade};
 use crate::web::{self, Body};
 
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +32,8 @@ pub async fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Re
     let request_id = data_encoding::HEXLOWER.encode(&random_bytes::<8>(app.rng()));
     let method = req.method().clone();
     let path_for_log = req.uri().path().to_owned();
-    let (mut resp, user) = decide(app, conn, &request_id, req).await;
+    let (mut resp, user) = decide(app.clone(), conn, &request_id, req).await;
+    app.metrics.response(resp.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -90,25 +93,66 @@ async fn decide(
         return (secured(pages::route(ctx, &route, req).await), None);
     }
 
+    // Skip-auth paths (public assets the config names) go through without identity.
+    if cfg
+        .upstream
+        .skip_auth
+        .iter()
+        .any(|p| path.as_str().starts_with(p.as_str()))
+    {
+        let never: StopSignal = Box::pin(std::future::pending());
+        let f = Forward {
+            path: &path,
+            user: None,
+            client_ip: conn.peer.ip(),
+            host: &host,
+            stop: never,
+        };
+        return (forwarded(&ctx, app.proxy.forward(&cfg, req, f).await), None);
+    }
+
     let session = app.session(headers).await;
-    let user = session
+    let full = session.filter(|(_, s)| s.is_full());
+    let user = full
         .as_ref()
-        .filter(|(_, s)| s.is_full())
         .and_then(|(_, s)| s.user())
         .and_then(|u| cfg.user(u).cloned());
-    let Some(user) = user else {
+    let (Some((id, _)), Some(user)) = (full, user) else {
         return (secured(login_required(&ctx, &req, &path)), None);
     };
-    let uid = Some(user.id.clone());
-    match app.proxy.forward(&cfg, req, &path, &user, conn.peer.ip(), &host).await {
-        Ok(resp) => (resp, uid),
+    // REQ-66: a WebSocket only from a page of our own hosts.
+    if is_websocket_upgrade(&req) && !csrf::websocket_origin_allowed(headers, &cfg.allowed_hosts) {
+        return (
+            secured(ctx.error_page(StatusCode::FORBIDDEN, ctx.t().forbidden)),
+            Some(user.id.clone()),
+        );
+    }
+    let stop: StopSignal = Box::pin(live::session_ended(app.clone(), id));
+    let f = Forward {
+        path: &path,
+        user: Some(&user),
+        client_ip: conn.peer.ip(),
+        host: &host,
+        stop,
+    };
+    let resp = forwarded(&ctx, app.proxy.forward(&cfg, req, f).await);
+    (resp, Some(user.id.clone()))
+}
+
+/// The upstream's answer, or the 502/504 page (REQ-69: no address, no error text).
+fn forwarded(ctx: &Ctx, result: Result<Forwarded, ProxyError>) -> Response<Body> {
+    match result {
+        Ok(f) => {
+            ctx.app.metrics.upstream_latency(f.upstream_time);
+            f.response
+        }
         Err(e) => {
             let (status, message) = match e {
                 ProxyError::Unreachable => (StatusCode::BAD_GATEWAY, ctx.t().bad_gateway),
                 ProxyError::Timeout => (StatusCode::GATEWAY_TIMEOUT, ctx.t().gateway_timeout),
             };
-            tracing::warn!(request_id, ?e, "upstream failed");
-            (secured(ctx.error_page(status, message)), uid)
+            tracing::warn!(request_id = %ctx.request_id, ?e, "upstream failed");
+            secured(ctx.error_page(status, message))
         }
     }
 }

@@ -12,8 +12,11 @@ pub mod demo;
 pub mod gateway;
 pub mod health;
 pub mod i18n;
+pub mod live;
+pub mod metrics;
 pub mod pages;
 pub mod proxy;
+pub mod reload;
 pub mod render;
 pub mod server;
 pub mod store;
@@ -38,6 +41,7 @@ use crate::clock::{SharedClock, SystemClock};
 pub use crate::config::Config;
 use crate::config::Upstream;
 use crate::proxy::Proxy;
+use crate::reload::Reloader;
 use crate::store::Store;
 
 /// The name of the key file in the data directory.
@@ -78,26 +82,49 @@ pub enum StartError {
     Demo(std::io::Error),
 }
 
+/// Stops background tasks when the gateway is dropped or shut down.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// A gateway that is accepting connections.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The plain-HTTP redirect listener's address, when configured.
+    pub redirect_addr: Option<SocketAddr>,
+    /// The metrics listener's address, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub app: Arc<App>,
+    reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
-    purger: JoinHandle<()>,
+    _tasks: Tasks,
 }
 
 impl Running {
-    /// Stops accepting, lets open requests finish, and returns when the server is done.
+    /// Stops accepting, lets open requests and WebSockets finish (up to a grace
+    /// period), then closes what is left, and returns when the server is done.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        self.purger.abort();
+        let deadline = tokio::time::Instant::now() + server::SHUTDOWN_GRACE;
+        while self.app.proxy.websockets.load(std::sync::atomic::Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.app.proxy.close_tunnels();
         let _ = self.server.await;
     }
 
-    /// Resolves when the server task ends (after [`Running::shutdown`], or a failure).
-    pub async fn wait(&mut self) {
-        let _ = (&mut self.server).await;
+    /// Reloads the configuration file now (what SIGHUP does).
+    pub async fn reload(&self) -> Result<Vec<String>, String> {
+        self.reloader.reload_config().await
     }
 }
 
@@ -113,22 +140,21 @@ pub async fn build(config: Config, options: Options) -> Result<Running, StartErr
         })?;
     let sealer = Sealer::load_or_create(&config.data_dir.join(KEY_FILE), &*options.random)?;
     let store = Store::open(&config.data_dir)?;
-    let tls = tls::server_config(&config).map_err(StartError::Tls)?;
+    let (tls, certs) = tls::server_config(&config).map_err(StartError::Tls)?;
     let demo = match config.upstream.target {
         Upstream::Demo => Some(demo::spawn().await.map_err(StartError::Demo)?),
         Upstream::Url(_) => None,
     };
     let proxy = Proxy::new(demo, Duration::from_secs(config.upstream.connect_timeout_secs));
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.listen,
-        source,
-    })?;
+    let (listener, addr) = bind(config.listen).await?;
+    let redirect = match config.http_redirect {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let metrics_listener = match config.metrics {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
 
     let app = Arc::new(App::new(
         config,
@@ -141,15 +167,40 @@ pub async fn build(config: Config, options: Options) -> Result<Running, StartErr
     ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(server::serve_tls(listener, tls, app.clone(), shutdown_rx));
-    let purger = tokio::spawn(purge_loop(app.clone()));
-    tracing::info!(%addr, "kanmon is listening");
+    let reloader = Arc::new(Reloader::new(app.clone(), certs.clone()));
+    let mut tasks = vec![
+        tokio::spawn(purge_loop(app.clone())),
+        tokio::spawn(Reloader::new(app.clone(), certs).run()),
+    ];
+    let redirect_addr = redirect.map(|(l, a)| {
+        tasks.push(tokio::spawn(server::serve_http_redirect(l, app.clone(), addr.port())));
+        a
+    });
+    let metrics_addr = metrics_listener.map(|(l, a)| {
+        tasks.push(tokio::spawn(metrics::serve(l, app.clone())));
+        a
+    });
+    tracing::info!(%addr, ?redirect_addr, ?metrics_addr, "kanmon is listening");
     Ok(Running {
         addr,
+        redirect_addr,
+        metrics_addr,
         app,
+        reloader,
         shutdown,
         server,
-        purger,
+        _tasks: Tasks(tasks),
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr, source })?;
+    Ok((listener, bound))
 }
 
 /// Removes expired sessions and stale pending enrollments now and then.

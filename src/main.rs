@@ -61,10 +61,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Text or JSON lines, from the config (`log.format`) unless `KANMON_LOG_FORMAT` says.
+fn init_logging(format: kanmon::config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KANMON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    if std::env::var("KANMON_LOG_FORMAT").as_deref() == Ok("json") {
+    let json = match std::env::var("KANMON_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => format == kanmon::config::LogFormat::Json,
+    };
+    if json {
         tracing_subscriber::fmt().json().with_env_filter(filter).init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -79,7 +85,6 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn serve(path: PathBuf) -> ExitCode {
-    init_logging();
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -87,6 +92,7 @@ fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    init_logging(config.log_format);
     runtime().block_on(async move {
         let running = match kanmon::build(config, kanmon::Options::default()).await {
             Ok(r) => r,

@@ -4,20 +4,27 @@
 //! "unreachable" or "too slow" (REQ-69).
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 
 use crate::auth::host::AllowedHost;
 use crate::auth::path::NormalizedPath;
 use crate::auth::session::COOKIE_PREFIX;
-use crate::config::{Config, IdentityHeaders, Upstream, User};
+use crate::config::{Config, IdentityHeaders, Upstream, User, WebSocketSettings};
+use crate::live::Revocable;
 use crate::web::{Body, HSTS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +39,30 @@ pub struct Proxy {
     client: Client<HttpConnector, Body>,
     /// Where the built-in demo dashboard listens, when the config asks for it.
     demo: Option<SocketAddr>,
+    /// Open WebSocket tunnels.
+    pub websockets: Arc<AtomicI64>,
+    /// Tells every open tunnel to close (at the end of a graceful shutdown).
+    close_tunnels: watch::Sender<bool>,
+}
+
+/// Resolves when a connection that outlives its request must stop (its session ended).
+pub type StopSignal = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
+
+/// What the gateway decided about a request it lets through.
+pub struct Forward<'a> {
+    pub path: &'a NormalizedPath,
+    /// The logged-in user; `None` on a skip-auth path (no identity headers then).
+    pub user: Option<&'a User>,
+    pub client_ip: IpAddr,
+    pub host: &'a AllowedHost,
+    /// Ends streamed responses and WebSocket tunnels when the session ends.
+    pub stop: StopSignal,
+}
+
+pub struct Forwarded {
+    pub response: Response<Body>,
+    /// Time until the upstream's response headers.
+    pub upstream_time: Duration,
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), plus the non-standard ones proxies still see.
@@ -47,14 +78,18 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Headers about the client that only the gateway may state.
-const FORWARDING: [&str; 6] = [
+/// Headers about the client or the original request that only the gateway may state;
+/// routing hints like `X-Original-URL` could make an upstream see another path.
+const FORWARDING: [&str; 9] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
     "x-forwarded-port",
+    "x-forwarded-uri",
     "forwarded",
     "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
 ];
 
 impl Proxy {
@@ -65,7 +100,17 @@ impl Proxy {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Proxy { client, demo }
+        Proxy {
+            client,
+            demo,
+            websockets: Arc::default(),
+            close_tunnels: watch::channel(false).0,
+        }
+    }
+
+    /// Closes every open WebSocket tunnel (the end of a graceful shutdown).
+    pub fn close_tunnels(&self) {
+        let _ = self.close_tunnels.send(true);
     }
 
     fn authority(&self, cfg: &Config) -> Option<String> {
@@ -78,24 +123,29 @@ impl Proxy {
     pub async fn forward(
         &self,
         cfg: &Config,
-        req: Request<Incoming>,
-        path: &NormalizedPath,
-        user: &User,
-        client_ip: IpAddr,
-        host: &AllowedHost,
-    ) -> Result<Response<Body>, ProxyError> {
+        mut req: Request<Incoming>,
+        f: Forward<'_>,
+    ) -> Result<Forwarded, ProxyError> {
         let authority = self.authority(cfg).ok_or(ProxyError::Unreachable)?;
+        let websocket = is_websocket_upgrade(&req);
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let uri = match parts.uri.query() {
-            Some(q) => format!("http://{authority}{}?{q}", path.as_str()),
-            None => format!("http://{authority}{}", path.as_str()),
+            Some(q) => format!("http://{authority}{}?{q}", f.path.as_str()),
+            None => format!("http://{authority}{}", f.path.as_str()),
         };
         let uri: http::Uri = uri.parse().map_err(|_| ProxyError::Unreachable)?;
 
         let mut headers = request_headers(&parts.headers, &cfg.identity_headers);
         set(&mut headers, header::HOST, &authority);
-        set_identity(&mut headers, &cfg.identity_headers, user);
-        set_forwarding(&mut headers, client_ip, host);
+        if let Some(user) = f.user {
+            set_identity(&mut headers, &cfg.identity_headers, user);
+        }
+        set_forwarding(&mut headers, f.client_ip, f.host);
+        if websocket {
+            set(&mut headers, header::CONNECTION, "upgrade");
+            set(&mut headers, header::UPGRADE, "websocket");
+        }
 
         let mut out = Request::new(body.map_err(Into::into).boxed());
         *out.method_mut() = parts.method;
@@ -103,8 +153,9 @@ impl Proxy {
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = headers;
 
+        let started = Instant::now();
         let timeout = Duration::from_secs(cfg.upstream.response_timeout_secs);
-        let resp = match tokio::time::timeout(timeout, self.client.request(out)).await {
+        let mut resp = match tokio::time::timeout(timeout, self.client.request(out)).await {
             Err(_) => return Err(ProxyError::Timeout),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
@@ -112,9 +163,149 @@ impl Proxy {
             }
             Ok(Ok(r)) => r,
         };
+        let upstream_time = started.elapsed();
+
+        // A tunnel only after the upstream really agreed; any other answer is an
+        // ordinary response and the connection stays HTTP.
+        if let Some(client_upgrade) = client_upgrade
+            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            let (mut parts, _) = resp.into_parts();
+            let keep: Vec<(HeaderName, HeaderValue)> = [header::UPGRADE, header::CONNECTION]
+                .into_iter()
+                .filter_map(|n| parts.headers.get(&n).map(|v| (n, v.clone())))
+                .collect();
+            response_headers(&mut parts.headers, &authority);
+            parts.headers.extend(keep);
+            tokio::spawn(tunnel(
+                client_upgrade,
+                upstream_upgrade,
+                f.stop,
+                cfg.websocket.clone(),
+                self.websockets.clone(),
+                self.close_tunnels.subscribe(),
+            ));
+            return Ok(Forwarded {
+                response: Response::from_parts(parts, crate::web::empty()),
+                upstream_time,
+            });
+        }
+
         let (mut parts, body) = resp.into_parts();
-        response_headers(&mut parts.headers);
-        Ok(Response::from_parts(parts, body.map_err(Into::into).boxed()))
+        response_headers(&mut parts.headers, &authority);
+        let body = body.map_err(Into::into).boxed();
+        // A body of unknown length may stream for a long time: it ends with the session.
+        let streamed = !parts.headers.contains_key(header::CONTENT_LENGTH);
+        let body = if streamed && f.user.is_some() {
+            Revocable::wrap(body, f.stop)
+        } else {
+            body
+        };
+        Ok(Forwarded {
+            response: Response::from_parts(parts, body),
+            upstream_time,
+        })
+    }
+}
+
+/// A WebSocket handshake (HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket`).
+pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    let connection_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let websocket = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    req.version() == Version::HTTP_11 && connection_upgrade && websocket
+}
+
+/// Copies bytes both ways until either side closes, the tunnel idles or grows too old,
+/// the session ends, or the gateway shuts down.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    stop: StopSignal,
+    limits: WebSocketSettings,
+    open: Arc<AtomicI64>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!(error = %e, "WebSocket upgrade failed");
+            return;
+        }
+    };
+    open.fetch_add(1, Ordering::Relaxed);
+    let activity = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut client = Activity::new(TokioIo::new(client), activity.clone(), started);
+    let mut upstream = Activity::new(TokioIo::new(upstream), activity.clone(), started);
+    let idle = Duration::from_secs(limits.idle_timeout_secs);
+    let watchdog = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1).min(idle)).await;
+            let last = Duration::from_millis(activity.load(Ordering::Relaxed));
+            if started.elapsed().saturating_sub(last) >= idle {
+                return "idle";
+            }
+        }
+    };
+    let reason = tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => if r.is_ok() { "closed" } else { "error" },
+        _ = stop => "session ended",
+        _ = tokio::time::sleep(Duration::from_secs(limits.max_lifetime_secs)) => "maximum lifetime",
+        r = watchdog => r,
+        _ = closing.wait_for(|c| *c) => "shutdown",
+    };
+    open.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!(reason, "WebSocket tunnel closed");
+}
+
+/// Records when bytes last moved (milliseconds since the tunnel started).
+struct Activity<T> {
+    inner: T,
+    last: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl<T> Activity<T> {
+    fn new(inner: T, last: Arc<AtomicU64>, started: Instant) -> Self {
+        Activity { inner, last, started }
+    }
+    fn touch(&self) {
+        self.last
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -214,26 +405,69 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 }
 
 /// The upstream's answer minus hop-by-hop headers and any attempt to set the gateway's
-/// cookies; HSTS added when the upstream did not send it.
-fn response_headers(headers: &mut HeaderMap) {
+/// cookies; redirects and cookie domains that name the upstream's own address are made
+/// to point at the gateway; HSTS added when the upstream did not send it.
+fn response_headers(headers: &mut HeaderMap, upstream_authority: &str) {
     let listed = connection_listed(headers);
     for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(listed) {
         headers.remove(name.as_str());
     }
     let cookies: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).iter().cloned().collect();
     headers.remove(header::SET_COOKIE);
+    let upstream_host = upstream_authority
+        .rsplit_once(':')
+        .map_or(upstream_authority, |(h, _)| h);
     for c in cookies {
         let ours = c
             .to_str()
             .map(|s| s.trim_start().starts_with(COOKIE_PREFIX))
             .unwrap_or(false);
         if !ours {
-            headers.append(header::SET_COOKIE, c);
+            headers.append(header::SET_COOKIE, without_domain(c, upstream_host));
         }
+    }
+    if let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok())
+        && let Some(local) = same_authority_path(location, upstream_authority)
+        && let Ok(v) = HeaderValue::from_str(&local)
+    {
+        headers.insert(header::LOCATION, v);
     }
     if !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
     }
+}
+
+/// `http://upstream:port/x?y` → `/x?y`: a redirect to the upstream's own address
+/// becomes one to the same path on the gateway.
+fn same_authority_path(location: &str, upstream_authority: &str) -> Option<String> {
+    let uri: http::Uri = location.parse().ok()?;
+    let authority = uri.authority()?;
+    if !authority.as_str().eq_ignore_ascii_case(upstream_authority) {
+        return None;
+    }
+    Some(uri.path_and_query().map_or("/".to_owned(), |pq| pq.as_str().to_owned()))
+}
+
+/// Drops a `Domain=` attribute naming the upstream's host, so the cookie belongs to the
+/// gateway's host instead.
+fn without_domain(cookie: HeaderValue, upstream_host: &str) -> HeaderValue {
+    let Ok(text) = cookie.to_str() else { return cookie };
+    let mut changed = false;
+    let kept: Vec<&str> = text
+        .split(';')
+        .filter(|attr| {
+            let a = attr.trim();
+            let names_upstream = a.len() > 7
+                && a[..7].eq_ignore_ascii_case("domain=")
+                && a[7..].trim_start_matches('.').eq_ignore_ascii_case(upstream_host);
+            changed |= names_upstream;
+            !names_upstream
+        })
+        .collect();
+    if !changed {
+        return cookie;
+    }
+    HeaderValue::from_str(&kept.join(";")).unwrap_or(cookie)
 }
 
 #[cfg(test)]
@@ -298,10 +532,24 @@ mod tests {
             header::SET_COOKIE,
             HeaderValue::from_static("__Host-kanmon=forged; Path=/"),
         );
-        response_headers(&mut h);
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("http://10.0.0.5:8080/next?x=1"),
+        );
+        h.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("s=1; Domain=10.0.0.5; Path=/"),
+        );
+        response_headers(&mut h, "10.0.0.5:8080");
+        assert_eq!(
+            h[header::LOCATION],
+            "/next?x=1",
+            "no redirect to the upstream's private address"
+        );
+        assert!(h.get_all(header::SET_COOKIE).iter().any(|c| c == "s=1; Path=/"));
         assert!(!h.contains_key("x-internal") && !h.contains_key(header::CONNECTION));
         let cookies: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
-        assert_eq!(cookies, ["app=1; Path=/"]);
+        assert_eq!(cookies, ["app=1; Path=/", "s=1; Path=/"]);
         assert_eq!(h.get(header::STRICT_TRANSPORT_SECURITY).unwrap(), HSTS);
     }
 }

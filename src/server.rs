@@ -1,10 +1,14 @@
 //! Listeners: TLS in front of hyper's HTTP/1.1 + HTTP/2 server, with the limits that
 //! keep one client from starving the rest (REQ-71), and graceful shutdown.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -16,30 +20,71 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
+use crate::config::{Config, Limits};
 use crate::gateway::{self, ConnInfo};
+use crate::web::{self, Body};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
-const MAX_CONNECTIONS: usize = 10_000;
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long open requests may run on after a shutdown was asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// What a client over its connection limit is told to wait.
+const RETRY_AFTER_SECS: &str = "10";
 
-fn http_builder() -> auto::Builder<TokioExecutor> {
+/// Built per connection from the current configuration, so a reload changes limits.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES)
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
+        .max_buf_size(limits.max_header_bytes)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_header_list_size(limits.max_header_bytes as u32)
         .max_concurrent_streams(250)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     b
+}
+
+/// Open connections per client address (REQ-71).
+#[derive(Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+struct IpSlot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// A slot for `ip`, or `None` when it already holds `max` connections.
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut t = self.0.lock().ok()?;
+        let n = t.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.table.0.lock()
+            && let Some(n) = t.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Accepts TLS connections until `shutdown` turns true, then lets open requests finish
@@ -51,9 +96,10 @@ pub async fn serve_tls(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let builder = Arc::new(http_builder());
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limits = app.config().limits.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(PerIp::default());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -62,8 +108,10 @@ pub async fn serve_tls(
                     tracing::warn!(%peer, "connection limit reached; closing");
                     continue;
                 };
+                let limits = app.config().limits.clone();
+                let ip_slot = per_ip.take(peer.ip(), limits.max_connections_per_ip);
                 let _ = tcp.set_nodelay(true);
-                let (acceptor, builder, app, watcher) = (acceptor.clone(), builder.clone(), app.clone(), graceful.watcher());
+                let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
                 tokio::spawn(async move {
                     let _permit = permit;
                     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -74,7 +122,15 @@ pub async fn serve_tls(
                         }
                         Err(_) => return,
                     };
-                    serve_connection(builder, watcher, app, peer, TokioIo::new(tls)).await;
+                    let builder = http_builder(&limits);
+                    match ip_slot {
+                        Some(_slot) => serve_connection(&builder, watcher, app, peer, TokioIo::new(tls)).await,
+                        None => {
+                            tracing::warn!(%peer, "too many connections from one address; answering 429");
+                            let svc = service_fn(|_req: hyper::Request<Incoming>| async { Ok::<_, Infallible>(too_many()) });
+                            let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                        }
+                    }
                 });
             }
             _ = shutdown.changed() => break,
@@ -87,8 +143,66 @@ pub async fn serve_tls(
     }
 }
 
+fn too_many() -> Response<Body> {
+    let mut r = web::text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "text/plain; charset=utf-8",
+        "Too many connections / 接続数が多すぎます\n",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    web::secure_headers(&mut r);
+    r
+}
+
+/// The optional plain-HTTP listener: every request is redirected to HTTPS on an allowed
+/// host (REQ-60); nothing else is served over plain HTTP.
+pub async fn serve_http_redirect(listener: TcpListener, app: Arc<App>, https_port: u16) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let builder = http_builder(&app.config().limits);
+            let svc = service_fn(move |req: hyper::Request<Incoming>| {
+                let cfg = app.config();
+                async move { Ok::<_, Infallible>(redirect_to_https(&cfg, https_port, &req)) }
+            });
+            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+        });
+    }
+}
+
+fn redirect_to_https(cfg: &Config, https_port: u16, req: &hyper::Request<Incoming>) -> Response<Body> {
+    let Some(host) = crate::auth::host::check(req.uri(), req.headers(), &cfg.allowed_hosts) else {
+        return web::text(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "Bad request\n");
+    };
+    let public = cfg
+        .public_url
+        .as_ref()
+        .filter(|u| u.host().is_some_and(|h| h.eq_ignore_ascii_case(&host.name)));
+    let port = match public {
+        Some(u) => u.port_u16().unwrap_or(443),
+        None => https_port,
+    };
+    let authority = if port == 443 {
+        host.name.clone()
+    } else {
+        format!("{}:{port}", host.name)
+    };
+    let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut r = web::empty_response(StatusCode::PERMANENT_REDIRECT);
+    if let Ok(v) = HeaderValue::from_str(&format!("https://{authority}{pq}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
 async fn serve_connection<I>(
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     app: Arc<App>,
     peer: SocketAddr,

@@ -68,6 +68,12 @@ pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Byte
     r
 }
 
+pub fn empty_response(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = status;
+    r
+}
+
 /// 303 See Other to a path on this site.
 pub fn see_other(location: &str) -> Response<Body> {
     let mut r = Response::new(empty());

@@ -25,6 +25,23 @@ pub fn same_origin(headers: &HeaderMap, host: &AllowedHost) -> bool {
     }
 }
 
+/// REQ-66: a WebSocket handshake must come from a page of one of our own hosts; the
+/// browser always sends `Origin` with it, so a missing one is refused too.
+pub fn websocket_origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(authority) = origin.strip_prefix("https://") else {
+        return false;
+    };
+    let mut h = HeaderMap::new();
+    let Ok(value) = http::HeaderValue::from_str(authority) else {
+        return false;
+    };
+    h.insert(http::header::HOST, value);
+    crate::auth::host::check(&http::Uri::from_static("/"), &h, allowed).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +68,23 @@ mod tests {
         assert!(!same_origin(&h, &host()));
         h.insert("sec-fetch-site", "same-origin".parse().unwrap());
         assert!(same_origin(&h, &host()));
+    }
+
+    #[test]
+    fn req66_websocket_origins() {
+        let allowed = vec!["good.example".to_owned(), "localhost".to_owned()];
+        let with = |o: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("origin", o.parse().unwrap());
+            websocket_origin_allowed(&h, &allowed)
+        };
+        assert!(with("https://good.example"));
+        assert!(with("https://localhost:8443"));
+        assert!(!with("https://evil.example"));
+        assert!(!with("http://good.example"));
+        assert!(!with("https://good.example.evil.example"));
+        assert!(!with("null"));
+        assert!(!websocket_origin_allowed(&HeaderMap::new(), &allowed));
     }
 
     #[test]

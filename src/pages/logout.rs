@@ -33,19 +33,15 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     };
     let everywhere = form.get("everywhere") == Some("1");
     let user = s.user().map(str::to_owned);
-    let key = id.key();
-    let result = match (&user, everywhere) {
+    match (&user, everywhere) {
         (Some(u), true) => {
-            let u = u.clone();
-            ctx.app
-                .store
-                .run(move |st| st.delete_user_sessions(&u).map(|_| ()))
-                .await
+            ctx.app.end_user_sessions(u).await;
         }
-        _ => ctx.app.store.run(move |st| st.delete_session(&key)).await,
-    };
-    if let Err(e) = result {
-        return ctx.internal_error("ending a session failed", e);
+        _ => {
+            if let Err(e) = ctx.app.end_session(&id).await {
+                return ctx.internal_error("ending a session failed", e);
+            }
+        }
     }
     ctx.app
         .audit(

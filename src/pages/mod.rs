@@ -102,7 +102,7 @@ impl Ctx {
         if !self.host.as_ref().is_some_and(|h| csrf::same_origin(&self.headers, h)) {
             return Err(self.error_page(StatusCode::FORBIDDEN, self.t().err_form));
         }
-        let form = match web::read_form(req, self.cfg.max_form_bytes).await {
+        let form = match web::read_form(req, self.cfg.limits.max_form_bytes).await {
             Ok(f) => f,
             Err(FormError::TooLarge) => {
                 return Err(self.error_page(StatusCode::PAYLOAD_TOO_LARGE, self.t().payload_too_large));

@@ -32,6 +32,8 @@ fn hashes() -> &'static [String; 3] {
 pub struct Setup {
     /// Extra YAML appended to the generated config.
     pub extra_yaml: String,
+    /// Extra keys inside the `upstream:` mapping, e.g. `skip_auth: ["/public/"]`.
+    pub upstream_yaml: String,
     pub upstream: bool,
 }
 
@@ -39,6 +41,7 @@ impl Default for Setup {
     fn default() -> Self {
         Setup {
             extra_yaml: String::new(),
+            upstream_yaml: String::new(),
             upstream: true,
         }
     }
@@ -77,7 +80,7 @@ pub async fn spawn_with(setup: Setup) -> TestApp {
     let yaml = format!(
         r#"listen: 127.0.0.1:0
 tls: {{ cert: cert.pem, key: key.pem }}
-upstream: {{ url: "{up}", response_timeout: 2s, connect_timeout: 1s }}
+upstream: {{ url: "{up}", response_timeout: 2s, connect_timeout: 1s, {up_extra} }}
 data_dir: data
 issuer: AVM EX
 default_lang: ja
@@ -88,6 +91,7 @@ users:
   - {{ id: carol, email: carol@example.com, password_hash: "{c}", role: user, two_factor: false }}
 {extra}"#,
         up = upstream.url(),
+        up_extra = setup.upstream_yaml,
         extra = setup.extra_yaml,
     );
     let path = dir.path().join("config.yaml");
@@ -174,6 +178,14 @@ impl TestApp {
     /// A fresh browser (its own cookie jar) for the same gateway.
     pub fn new_browser(&self) -> reqwest::Client {
         client(&self.cert_pem)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("the gateway is running")
     }
 
     pub fn data_dir(&self) -> PathBuf {

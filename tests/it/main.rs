@@ -7,6 +7,8 @@ mod upstream;
 
 mod cli;
 mod login_flow;
+mod operating;
 mod proxying;
 mod screens;
 mod security;
+mod websocket;

@@ -89,7 +89,10 @@ impl Upstream {
     }
 }
 
-async fn answer(record: Arc<Mutex<Vec<Seen>>>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn answer(record: Arc<Mutex<Vec<Seen>>>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    // `/ws`: a WebSocket echo; `/ws-refuse`: an upgrade request answered with 404.
+    let ws_key = req.headers().get("sec-websocket-key").cloned();
+    let upgrade = (req.uri().path() == "/ws").then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
     let seen = Seen {
@@ -104,6 +107,73 @@ async fn answer(record: Arc<Mutex<Vec<Seen>>>, req: Request<Incoming>) -> Result
     };
     record.lock().unwrap().push(seen.clone());
     let path = parts.uri.path();
+    if let (Some(upgrade), Some(key)) = (upgrade, ws_key) {
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            let (mut tx, mut rx) = futures_util::StreamExt::split(ws);
+            while let Some(Ok(msg)) = futures_util::StreamExt::next(&mut rx).await {
+                if msg.is_text() || msg.is_binary() {
+                    if futures_util::SinkExt::send(&mut tx, msg).await.is_err() {
+                        return;
+                    }
+                } else if msg.is_close() {
+                    return;
+                }
+            }
+        });
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        return Ok(Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", accept)
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap());
+    }
+    if path == "/ws-refuse" {
+        return Ok(Response::builder()
+            .status(404)
+            .body(Full::new(Bytes::from("no websocket here")).boxed())
+            .unwrap());
+    }
+    if path == "/events" {
+        // Server-sent events: an event every 200 ms, no length, for as long as asked.
+        let stream = futures_stream(50, Duration::from_millis(200));
+        return Ok(Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(BodyExt::boxed(StreamBody::new(stream)))
+            .unwrap());
+    }
+    if path == "/redirect" {
+        let here = parts
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        return Ok(Response::builder()
+            .status(302)
+            .header("location", format!("http://{here}/target?from=redirect"))
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap());
+    }
+    if let Some(mib) = path.strip_prefix("/big/").and_then(|n| n.parse::<u64>().ok()) {
+        // `mib` MiB of zeros in 64 KiB chunks, generated as they are read.
+        let chunk = Bytes::from(vec![0u8; 64 * 1024]);
+        let chunks = mib * 16;
+        let stream =
+            futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
+        return Ok(Response::builder()
+            .header("content-length", (mib * 1024 * 1024).to_string())
+            .body(BodyExt::boxed(StreamBody::new(stream)))
+            .unwrap());
+    }
     if path == "/stream" {
         // Three chunks, 300 ms apart: a buffering proxy would deliver them together.
         let stream = futures_stream(3, Duration::from_millis(300));
