@@ -42,7 +42,7 @@ impl Role {
 pub enum Upstream {
     /// The built-in demo dashboard, served on a loopback port of its own.
     Demo,
-    /// `http://host:port`; requests keep their path and query.
+    /// `http://host:port` or `https://host:port`; requests keep their path and query.
     Url(http::Uri),
 }
 
@@ -53,6 +53,10 @@ pub struct UpstreamSettings {
     pub response_timeout_secs: u64,
     /// Normalized path prefixes forwarded without login (and without identity).
     pub skip_auth: Vec<String>,
+    /// Roots for an `https://` upstream's certificate instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// An `https://` upstream's certificate is not checked at all (warned at start).
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +277,9 @@ struct RawUpstream {
     response_timeout: Option<String>,
     #[serde(default)]
     skip_auth: Vec<String>,
+    ca_file: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
 }
 
 #[derive(Deserialize)]
@@ -424,6 +431,8 @@ impl Validator<'_> {
                 DEFAULT_RESPONSE_TIMEOUT,
             )? as u64,
             skip_auth: self.skip_auth(&raw.upstream.skip_auth)?,
+            ca_file: raw.upstream.ca_file.as_deref().map(|p| self.path(p)),
+            insecure_skip_verify: raw.upstream.insecure_skip_verify,
         };
 
         let public_url = match raw.public_url.as_deref() {

@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod connector;
 pub mod demo;
 pub mod gateway;
 pub mod health;
@@ -40,6 +41,7 @@ use crate::auth::{SharedRandom, SystemRandom};
 use crate::clock::{SharedClock, SystemClock};
 pub use crate::config::Config;
 use crate::config::Upstream;
+use crate::connector::{UpstreamConnector, Verify};
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::store::Store;
@@ -78,6 +80,8 @@ pub enum StartError {
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("upstream: {0}")]
+    Upstream(String),
     #[error("cannot start the demo upstream: {0}")]
     Demo(std::io::Error),
 }
@@ -145,7 +149,7 @@ pub async fn build(config: Config, options: Options) -> Result<Running, StartErr
         Upstream::Demo => Some(demo::spawn().await.map_err(StartError::Demo)?),
         Upstream::Url(_) => None,
     };
-    let proxy = Proxy::new(demo, Duration::from_secs(config.upstream.connect_timeout_secs));
+    let proxy = Proxy::new(demo, upstream_connector(&config)?);
     let (listener, addr) = bind(config.listen).await?;
     let redirect = match config.http_redirect {
         Some(a) => Some(bind(a).await?),
@@ -191,6 +195,19 @@ pub async fn build(config: Config, options: Options) -> Result<Running, StartErr
         server,
         _tasks: Tasks(tasks),
     })
+}
+
+fn upstream_connector(config: &Config) -> Result<UpstreamConnector, StartError> {
+    let u = &config.upstream;
+    let verify = match (&u.ca_file, u.insecure_skip_verify) {
+        (_, true) => {
+            tracing::warn!("upstream.insecure_skip_verify is on: the upstream's certificate is NOT checked");
+            Verify::Nothing
+        }
+        (Some(ca), false) => Verify::CaFile(ca),
+        (None, false) => Verify::SystemRoots,
+    };
+    UpstreamConnector::new(Duration::from_secs(u.connect_timeout_secs), verify).map_err(StartError::Upstream)
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {

@@ -15,7 +15,6 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
@@ -24,6 +23,7 @@ use crate::auth::host::AllowedHost;
 use crate::auth::path::NormalizedPath;
 use crate::auth::session::COOKIE_PREFIX;
 use crate::config::{Config, IdentityHeaders, Upstream, User, WebSocketSettings};
+use crate::connector::UpstreamConnector;
 use crate::live::Revocable;
 use crate::web::{Body, HSTS};
 
@@ -36,7 +36,7 @@ pub enum ProxyError {
 }
 
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
+    client: Client<UpstreamConnector, Body>,
     /// Where the built-in demo dashboard listens, when the config asks for it.
     demo: Option<SocketAddr>,
     /// Open WebSocket tunnels.
@@ -93,10 +93,7 @@ const FORWARDING: [&str; 9] = [
 ];
 
 impl Proxy {
-    pub fn new(demo: Option<SocketAddr>, connect_timeout: Duration) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
+    pub fn new(demo: Option<SocketAddr>, connector: UpstreamConnector) -> Proxy {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
@@ -113,10 +110,18 @@ impl Proxy {
         let _ = self.close_tunnels.send(true);
     }
 
-    fn authority(&self, cfg: &Config) -> Option<String> {
+    /// Scheme and authority of the upstream.
+    fn target(&self, cfg: &Config) -> Option<(&'static str, String)> {
         match &cfg.upstream.target {
-            Upstream::Demo => self.demo.map(|a| a.to_string()),
-            Upstream::Url(uri) => uri.authority().map(|a| a.to_string()),
+            Upstream::Demo => self.demo.map(|a| ("http", a.to_string())),
+            Upstream::Url(uri) => {
+                let scheme = if uri.scheme_str() == Some("https") {
+                    "https"
+                } else {
+                    "http"
+                };
+                uri.authority().map(|a| (scheme, a.to_string()))
+            }
         }
     }
 
@@ -126,13 +131,13 @@ impl Proxy {
         mut req: Request<Incoming>,
         f: Forward<'_>,
     ) -> Result<Forwarded, ProxyError> {
-        let authority = self.authority(cfg).ok_or(ProxyError::Unreachable)?;
+        let (scheme, authority) = self.target(cfg).ok_or(ProxyError::Unreachable)?;
         let websocket = is_websocket_upgrade(&req);
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let uri = match parts.uri.query() {
-            Some(q) => format!("http://{authority}{}?{q}", f.path.as_str()),
-            None => format!("http://{authority}{}", f.path.as_str()),
+            Some(q) => format!("{scheme}://{authority}{}?{q}", f.path.as_str()),
+            None => format!("{scheme}://{authority}{}", f.path.as_str()),
         };
         let uri: http::Uri = uri.parse().map_err(|_| ProxyError::Unreachable)?;
 
