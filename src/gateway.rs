@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
@@ -22,9 +23,17 @@ use crate::pages::{self, Ctx, LOGIN_PATH};
 use crate::proxy::{Forward, Forwarded, ProxyError, StopSignal, is_websocket_upgrade};
 use crate::web::{self, Body};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// Raised when an HTTP/1.1 request head on this connection had both lengths.
+    pub ambiguous: Option<Arc<AtomicBool>>,
+}
+
+impl ConnInfo {
+    fn saw_ambiguous_framing(&self) -> bool {
+        self.ambiguous.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
+    }
 }
 
 pub async fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
@@ -32,6 +41,7 @@ pub async fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Re
     let request_id = data_encoding::HEXLOWER.encode(&random_bytes::<8>(app.rng()));
     let method = req.method().clone();
     let path_for_log = req.uri().path().to_owned();
+    let peer = conn.peer;
     let (mut resp, user) = decide(app.clone(), conn, &request_id, req).await;
     app.metrics.response(resp.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -40,7 +50,7 @@ pub async fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Re
     // Query strings are left out of the log: they may carry tokens.
     tracing::info!(
         target: "kanmon::access",
-        request_id = %request_id, peer = %conn.peer.ip(), method = %method, path = %path_for_log,
+        request_id = %request_id, peer = %peer.ip(), method = %method, path = %path_for_log,
         status = resp.status().as_u16(), user = user.as_deref().unwrap_or("-"),
         micros = started.elapsed().as_micros() as u64,
     );
@@ -75,8 +85,9 @@ async fn decide(
         uri: req.uri().clone(),
         headers: headers.clone(),
     };
-    // REQ-37: nothing runs for a host we do not answer to.
-    let Some(host) = host else {
+    // REQ-37: nothing runs for a host we do not answer to; REQ-65: nor for a request
+    // whose length two servers could read differently.
+    let Some(host) = host.filter(|_| !web::ambiguous_framing(headers) && !conn.saw_ambiguous_framing()) else {
         return (
             secured(ctx.error_page(StatusCode::BAD_REQUEST, ctx.t().bad_request)),
             None,
@@ -150,6 +161,7 @@ fn forwarded(ctx: &Ctx, result: Result<Forwarded, ProxyError>) -> Response<Body>
             let (status, message) = match e {
                 ProxyError::Unreachable => (StatusCode::BAD_GATEWAY, ctx.t().bad_gateway),
                 ProxyError::Timeout => (StatusCode::GATEWAY_TIMEOUT, ctx.t().gateway_timeout),
+                ProxyError::BadRequestBody => (StatusCode::BAD_REQUEST, ctx.t().bad_request),
             };
             tracing::warn!(request_id = %ctx.request_id, ?e, "upstream failed");
             secured(ctx.error_page(status, message))

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod connector;
 pub mod demo;
+pub mod framing;
 pub mod gateway;
 pub mod health;
 pub mod i18n;

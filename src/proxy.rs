@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use crate::auth::session::COOKIE_PREFIX;
 use crate::config::{Config, IdentityHeaders, Upstream, User, WebSocketSettings};
 use crate::connector::UpstreamConnector;
 use crate::live::Revocable;
-use crate::web::{Body, HSTS};
+use crate::web::{Body, BoxError, HSTS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyError {
@@ -33,6 +33,8 @@ pub enum ProxyError {
     Unreachable,
     /// Connected, but no response headers in time: 504.
     Timeout,
+    /// The client's own body broke off or was malformed (a bad chunk size): 400.
+    BadRequestBody,
 }
 
 pub struct Proxy {
@@ -152,7 +154,14 @@ impl Proxy {
             set(&mut headers, header::UPGRADE, "websocket");
         }
 
-        let mut out = Request::new(body.map_err(Into::into).boxed());
+        // Remember whether a failure came from the client's body rather than the upstream.
+        let body_failed = Arc::new(AtomicBool::new(false));
+        let failed = body_failed.clone();
+        let body = body.map_err(move |e| {
+            failed.store(true, Ordering::Relaxed);
+            BoxError::from(e)
+        });
+        let mut out = Request::new(body.boxed());
         *out.method_mut() = parts.method;
         *out.uri_mut() = uri;
         *out.version_mut() = Version::HTTP_11;
@@ -162,6 +171,7 @@ impl Proxy {
         let timeout = Duration::from_secs(cfg.upstream.response_timeout_secs);
         let mut resp = match tokio::time::timeout(timeout, self.client.request(out)).await {
             Err(_) => return Err(ProxyError::Timeout),
+            Ok(Err(_)) if body_failed.load(Ordering::Relaxed) => return Err(ProxyError::BadRequestBody),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
                 return Err(ProxyError::Unreachable);

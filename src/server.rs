@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::config::{Config, Limits};
+use crate::framing::FramingWatch;
 use crate::gateway::{self, ConnInfo};
 use crate::web::{self, Body};
 
@@ -123,8 +124,18 @@ pub async fn serve_tls(
                         Err(_) => return,
                     };
                     let builder = http_builder(&limits);
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     match ip_slot {
-                        Some(_slot) => serve_connection(&builder, watcher, app, peer, TokioIo::new(tls)).await,
+                        // HTTP/2 frames every message itself; HTTP/1.1 bytes are watched
+                        // for ambiguous lengths (REQ-65).
+                        Some(_slot) if h2 => {
+                            serve_connection(&builder, watcher, app, ConnInfo { peer, ambiguous: None }, TokioIo::new(tls)).await
+                        }
+                        Some(_slot) => {
+                            let (io, flag) = FramingWatch::new(tls);
+                            let conn = ConnInfo { peer, ambiguous: Some(flag) };
+                            serve_connection(&builder, watcher, app, conn, TokioIo::new(io)).await
+                        }
                         None => {
                             tracing::warn!(%peer, "too many connections from one address; answering 429");
                             let svc = service_fn(|_req: hyper::Request<Incoming>| async { Ok::<_, Infallible>(too_many()) });
@@ -205,14 +216,14 @@ async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     app: Arc<App>,
-    peer: SocketAddr,
+    conn_info: ConnInfo,
     io: I,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let conn_info = ConnInfo { peer };
+    let peer = conn_info.peer;
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
-        let app = app.clone();
+        let (app, conn_info) = (app.clone(), conn_info.clone());
         async move { Ok::<_, Infallible>(gateway::handle(app, conn_info, req).await) }
     });
     if let Err(e) = watcher.watch(builder.serve_connection_with_upgrades(io, svc)).await {

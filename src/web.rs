@@ -148,6 +148,27 @@ impl Form {
     }
 }
 
+/// REQ-65: framing that two servers could read differently. hyper resolves some of
+/// these cases on its own (it prefers chunked over Content-Length); the gateway
+/// refuses them instead, so no upstream ever sees a request whose length is in doubt.
+pub fn ambiguous_framing(headers: &http::HeaderMap) -> bool {
+    let te: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    if !te.is_empty() && !cl.is_empty() {
+        return true;
+    }
+    if cl.len() > 1 && cl.windows(2).any(|w| w[0] != w[1]) {
+        return true;
+    }
+    let last_coding = te
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .last();
+    te.len() > 0 && last_coding.as_deref() != Some("chunked")
+}
+
 /// The value of a query parameter of a request URI.
 pub fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
     form_urlencoded::parse(uri.query()?.as_bytes())

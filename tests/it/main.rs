@@ -2,6 +2,7 @@
 //! starts its own gateway over TLS on a random port with its own data directory, in
 //! front of a real recording upstream, and drives it like a browser would.
 
+mod framing;
 mod helpers;
 mod upstream;
 
