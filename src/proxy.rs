@@ -80,6 +80,13 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// `Proxy-*` headers concern one hop, never the application (REQ-67); so does `Proxy`,
+/// which CGI-style upstreams turn into `HTTP_PROXY` ("httpoxy"). Compared in the
+/// canonical form, so `Proxy_Authorization` counts too.
+fn is_proxy_header(canonical: &str) -> bool {
+    canonical == "proxy" || canonical.starts_with("proxy-")
+}
+
 /// Headers about the client or the original request that only the gateway may state;
 /// routing hints like `X-Original-URL` could make an upstream see another path.
 const FORWARDING: [&str; 9] = [
@@ -354,6 +361,7 @@ fn request_headers(incoming: &HeaderMap, identity: &IdentityHeaders) -> HeaderMa
         let n = name.as_str();
         let c = canonical(n);
         let drop = HOP_BY_HOP.contains(&n)
+            || is_proxy_header(&c)
             || listed.iter().any(|l| l == n)
             || FORWARDING.contains(&c.as_str())
             || identity.contains(&c)
@@ -424,7 +432,13 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 /// to point at the gateway; HSTS added when the upstream did not send it.
 fn response_headers(headers: &mut HeaderMap, upstream_authority: &str) {
     let listed = connection_listed(headers);
-    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(listed) {
+    let proxy: Vec<String> = headers
+        .keys()
+        .map(|n| n.as_str())
+        .filter(|n| is_proxy_header(&canonical(n)))
+        .map(str::to_owned)
+        .collect();
+    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(listed).chain(proxy) {
         headers.remove(name.as_str());
     }
     let cookies: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).iter().cloned().collect();
@@ -530,9 +544,18 @@ mod tests {
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("proxy", HeaderValue::from_static("http://evil.example:3128"));
+        h.insert("proxy_authorization", HeaderValue::from_static("Basic eA=="));
         let out = request_headers(&h, &names());
         assert_eq!(out.get(header::COOKIE).unwrap(), "app=1; other=2");
-        for gone in ["connection", "x-secret-hop", "te", "x-forwarded-for"] {
+        for gone in [
+            "connection",
+            "x-secret-hop",
+            "te",
+            "x-forwarded-for",
+            "proxy",
+            "proxy_authorization",
+        ] {
             assert!(!out.contains_key(gone), "{gone}");
         }
     }
@@ -542,6 +565,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, HeaderValue::from_static("X-Internal"));
         h.insert("x-internal", HeaderValue::from_static("1"));
+        h.insert("proxy-status", HeaderValue::from_static("upstream-proxy"));
         h.append(header::SET_COOKIE, HeaderValue::from_static("app=1; Path=/"));
         h.append(
             header::SET_COOKIE,
@@ -563,6 +587,7 @@ mod tests {
         );
         assert!(h.get_all(header::SET_COOKIE).iter().any(|c| c == "s=1; Path=/"));
         assert!(!h.contains_key("x-internal") && !h.contains_key(header::CONNECTION));
+        assert!(!h.contains_key("proxy-status"));
         let cookies: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
         assert_eq!(cookies, ["app=1; Path=/", "s=1; Path=/"]);
         assert_eq!(h.get(header::STRICT_TRANSPORT_SECURITY).unwrap(), HSTS);

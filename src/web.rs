@@ -161,12 +161,10 @@ pub fn ambiguous_framing(headers: &http::HeaderMap) -> bool {
         return true;
     }
     let last_coding = te
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|c| c.trim().to_ascii_lowercase())
-        .last();
-    te.len() > 0 && last_coding.as_deref() != Some("chunked")
+        .last()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next());
+    !te.is_empty() && !last_coding.is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
 }
 
 /// The value of a query parameter of a request URI.

@@ -1,1 +1,985 @@
-//! (tests to come)
+//! The gateway's security requirements, black-box: Host checks (REQ-37), paths that
+//! must never reach the upstream (REQ-64), return-to paths (REQ-61), CSRF (REQ-33),
+//! response headers and cookies (REQ-22, REQ-31, REQ-58, REQ-59, REQ-73), form size
+//! (REQ-71), secrets at rest (REQ-24) and the login's one answer for all failures
+//! (REQ-34).
+//!
+//! Where reqwest would fix up a request on its own (Host, path), a raw TLS connection
+//! writes the HTTP/1.1 request byte for byte.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::*;
+
+// ---- a raw HTTP/1.1-over-TLS client ---------------------------------------------------
+
+/// A response as it came off the wire.
+pub struct RawResponse {
+    pub status: u16,
+    /// `(lower-cased name, value)` pairs, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for RawResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &self.body_text())
+            .finish()
+    }
+}
+
+impl RawResponse {
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_all(name).into_iter().next()
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `request` exactly as given over a fresh TLS connection (ALPN http/1.1) and
+/// reads the answer until the server closes the connection. Requests should carry
+/// `Connection: close`.
+pub async fn raw_request(app: &TestApp, request: &[u8]) -> RawResponse {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(app.cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(request).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the gateway answers and closes the connection");
+    parse_response(&buf)
+}
+
+fn parse_response(buf: &[u8]) -> RawResponse {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete response head in {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {status_line}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: buf[end + 4..].to_vec(),
+    }
+}
+
+/// A GET with the given request target and Host, plus extra header lines (each ending
+/// in `\r\n`).
+pub fn raw_get(target: &str, host: &str, extra: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").into_bytes()
+}
+
+/// Logs carol (no second factor) in with the app's own client and returns her full
+/// session's cookie value.
+pub async fn carol_session(app: &TestApp) -> String {
+    let r = app.login("carol", CAROL_PASSWORD).await;
+    assert_eq!(location(&r), "/");
+    session_cookie(&r).expect("a session cookie after login")
+}
+
+fn host(app: &TestApp) -> String {
+    format!("localhost:{}", app.port)
+}
+
+// ---- REQ-37: Host ---------------------------------------------------------------------
+
+/// REQ-37: a Host the gateway does not answer to, a malformed or a duplicated one, and
+/// an absolute-form target naming another host, are refused with 400 before anything
+/// else runs, even with a full session; nothing reaches the upstream.
+#[tokio::test]
+async fn req37_foreign_malformed_or_duplicate_host_is_refused_with_400() {
+    let app = spawn_app().await;
+    let sid = carol_session(&app).await;
+    let cookie = format!("Cookie: __Host-kanmon={sid}\r\n");
+    let good = host(&app);
+    let requests: Vec<(&str, Vec<u8>)> = vec![
+        ("evil host", raw_get("/dashboard", "evil.example", &cookie)),
+        ("evil host, login screen", raw_get("/_kanmon/login", "evil.example", "")),
+        (
+            "user info",
+            raw_get("/dashboard", &format!("{good}@evil.example"), &cookie),
+        ),
+        (
+            "port then user info",
+            raw_get("/dashboard", &format!("localhost:{}:@evil.example", app.port), &cookie),
+        ),
+        ("non-numeric port", raw_get("/dashboard", "localhost:evil", &cookie)),
+        ("suffix", raw_get("/dashboard", "localhost.evil.example", &cookie)),
+        ("empty", raw_get("/dashboard", "", &cookie)),
+        (
+            "two Host headers",
+            format!("GET /dashboard HTTP/1.1\r\nHost: {good}\r\nHost: {good}\r\n{cookie}Connection: close\r\n\r\n")
+                .into_bytes(),
+        ),
+        (
+            "two Host headers, evil first",
+            format!(
+                "GET /dashboard HTTP/1.1\r\nHost: evil.example\r\nHost: {good}\r\n{cookie}Connection: close\r\n\r\n"
+            )
+            .into_bytes(),
+        ),
+        (
+            "absolute-form naming another host",
+            raw_get("https://evil.example/dashboard", &good, &cookie),
+        ),
+        (
+            "no Host at all",
+            format!("GET /dashboard HTTP/1.1\r\n{cookie}Connection: close\r\n\r\n").into_bytes(),
+        ),
+    ];
+    for (what, req) in requests {
+        let r = raw_request(&app, &req).await;
+        assert_eq!(r.status, 400, "{what}: {r:?}");
+    }
+    assert!(
+        app.upstream.seen().is_empty(),
+        "nothing reached the upstream: {:?}",
+        app.upstream.seen()
+    );
+
+    // The same session with an allowed Host goes through, so the 400s were the Host's.
+    for good_host in [
+        good.clone(),
+        format!("LOCALHOST:{}", app.port),
+        format!("127.0.0.1:{}", app.port),
+    ] {
+        let r = raw_request(&app, &raw_get("/dashboard", &good_host, &cookie)).await;
+        assert_eq!(r.status, 200, "{good_host}: {r:?}");
+    }
+    let r = raw_request(&app, &raw_get("/_kanmon/login", &good, "")).await;
+    assert_eq!(r.status, 200, "the login screen for an allowed host");
+    assert_eq!(app.upstream.seen().len(), 3);
+    assert_eq!(
+        app.upstream.last().header("x-forwarded-host").as_deref(),
+        Some(format!("127.0.0.1:{}", app.port).as_str())
+    );
+}
+
+/// REQ-37: `X-Forwarded-Host` and friends from a client that is not a trusted proxy
+/// change nothing: the upstream is told the real Host.
+#[tokio::test]
+async fn req37_forwarded_host_from_the_client_is_ignored() {
+    let app = spawn_app().await;
+    let sid = carol_session(&app).await;
+    let extra = format!(
+        "Cookie: __Host-kanmon={sid}\r\nX-Forwarded-Host: evil.example\r\nX-Host: evil.example\r\n\
+         X-Forwarded-Server: evil.example\r\nX-HTTP-Host-Override: evil.example\r\n\
+         Forwarded: host=evil.example\r\n"
+    );
+    let r = raw_request(&app, &raw_get("/x", &host(&app), &extra)).await;
+    assert_eq!(r.status, 200);
+    let seen = app.upstream.last();
+    assert_eq!(seen.header_all("x-forwarded-host"), [host(&app)]);
+    assert_eq!(
+        seen.header_all("forwarded"),
+        [format!("for=127.0.0.1;proto=https;host=\"{}\"", host(&app))]
+    );
+}
+
+// ---- REQ-64: paths ----------------------------------------------------------------------
+
+/// REQ-64: without a session, no spelling of a path reaches the upstream: dot segments
+/// around the reserved prefix, an encoded `_`, doubled slashes, path parameters,
+/// encoded dots, slashes, backslashes and NUL, absolute-form and asterisk-form
+/// targets, and an overlong path.
+#[tokio::test]
+async fn req64_no_path_spelling_reaches_the_upstream_without_a_session() {
+    let app = spawn_app().await;
+    let good = host(&app);
+    let long = format!("/{}", "a".repeat(9000));
+    let targets = [
+        "/_kanmon/../x",
+        "/_kanmon/%2e%2e/x",
+        "/%5Fkanmon/x",
+        "/%5fkanmon/../x",
+        "//x",
+        "//_kanmon/../x",
+        "/x;jsessionid=1",
+        "/%2e%2e/x",
+        "/%2E%2E/%2E%2E/x",
+        "/a%2Fb",
+        "/a%2fb",
+        "/a%5Cb",
+        "/%00",
+        "/x%00.html",
+        "/%ff",
+        &long,
+    ];
+    let allowed = [303, 400, 401, 404, 414, 431];
+    for t in targets {
+        for accept in ["", "Accept: text/html\r\n"] {
+            let r = raw_request(&app, &raw_get(t, &good, accept)).await;
+            assert!(allowed.contains(&r.status), "{t} ({accept:?}) -> {}", r.status);
+        }
+    }
+    let r = raw_request(&app, &raw_get(&format!("https://{good}/x"), &good, "")).await;
+    assert_eq!(r.status, 401, "absolute-form for our own host still needs a session");
+    let r = raw_request(
+        &app,
+        format!("OPTIONS * HTTP/1.1\r\nHost: {good}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(allowed.contains(&r.status), "asterisk-form -> {}", r.status);
+    assert!(
+        app.upstream.seen().is_empty(),
+        "the upstream saw: {:?}",
+        app.upstream.seen().iter().map(|s| &s.uri).collect::<Vec<_>>()
+    );
+}
+
+/// REQ-64, G-6: with a full session, the reserved prefix is the gateway's in every
+/// spelling and never forwarded; other paths are forwarded in their normalized form.
+#[tokio::test]
+async fn req64_reserved_prefix_is_never_forwarded_even_with_a_session() {
+    let app = spawn_app().await;
+    let sid = carol_session(&app).await;
+    let good = host(&app);
+    let cookie = format!("Cookie: __Host-kanmon={sid}\r\n");
+    for t in [
+        "/_kanmon/anything",
+        "/_kanmon",
+        "/%5Fkanmon/x",
+        "/%5fkanmon/x",
+        "/a/../_kanmon/x",
+        "//_kanmon/x",
+        "/./_kanmon/x",
+        "/%2e%2e/_kanmon/x",
+    ] {
+        let r = raw_request(&app, &raw_get(t, &good, &cookie)).await;
+        assert_eq!(r.status, 404, "{t} is answered by the gateway: {r:?}");
+        assert!(r.body_text().contains("<html"), "{t}: the gateway's own page");
+    }
+    assert!(app.upstream.seen().is_empty(), "{:?}", app.upstream.seen());
+
+    for (sent, forwarded) in [
+        ("/a/../b", "/b"),
+        ("/_kanmon/../x", "/x"),
+        ("//x//y", "/x/y"),
+        ("/%2e%2e/x", "/x"),
+        ("/%7Euser/./p?q=/../z", "/~user/p?q=/../z"),
+        ("/x;jsessionid=1", "/x;jsessionid=1"),
+    ] {
+        let r = raw_request(&app, &raw_get(sent, &good, &cookie)).await;
+        assert_eq!(r.status, 200, "{sent}");
+        assert_eq!(app.upstream.last().uri, forwarded, "{sent}");
+    }
+    for t in ["/a%2Fb", "/a%5Cb", "/%00"] {
+        let before = app.upstream.seen().len();
+        let r = raw_request(&app, &raw_get(t, &good, &cookie)).await;
+        assert_eq!(r.status, 400, "{t} has no single meaning");
+        assert_eq!(app.upstream.seen().len(), before, "{t} was not forwarded");
+    }
+}
+
+// ---- REQ-61: return-to path -------------------------------------------------------------
+
+fn login_url_with_rd(rd: &str) -> String {
+    let rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    format!("/_kanmon/login?rd={rd}")
+}
+
+/// REQ-61, G-2: an off-site or unsafe return-to value is dropped: after login the user
+/// lands on `/`; a same-site path is honoured.
+#[tokio::test]
+async fn req61_return_to_accepts_only_same_site_paths() {
+    let app = spawn_app().await;
+    let cases = [
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("/%2F%2Fevil.example", "/"),
+        ("/%5Cevil.example", "/"),
+        ("/%252F%252Fevil.example", "/"),
+        ("javascript:alert(1)", "/"),
+        ("/%0d%0aSet-Cookie:x", "/"),
+        ("/\r\nSet-Cookie: x=1", "/"),
+        ("/_kanmon/logout", "/"),
+        ("/dash?a=1", "/dash?a=1"),
+    ];
+    for (rd, expected) in cases {
+        let b = app.new_browser();
+        let r = app.get_with(&b, &login_url_with_rd(rd)).await;
+        assert_eq!(r.status(), StatusCode::OK, "{rd:?}");
+        let page = r.text().await.unwrap();
+        let r = app
+            .post_with(
+                &b,
+                "/_kanmon/login",
+                &[
+                    ("csrf", &csrf_of(&page)),
+                    ("user", "carol"),
+                    ("password", CAROL_PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{rd:?}");
+        assert_eq!(location(&r), expected, "rd {rd:?}");
+        assert!(
+            r.headers()
+                .get_all("set-cookie")
+                .iter()
+                .all(|c| c.to_str().unwrap().starts_with("__Host-kanmon=")),
+            "{rd:?}: no injected cookie"
+        );
+
+        // Already logged in: the login screen sends the user on, by the same rule.
+        let r = app.get_with(&b, &login_url_with_rd(rd)).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{rd:?}");
+        assert_eq!(location(&r), expected, "rd {rd:?} while logged in");
+    }
+}
+
+// ---- REQ-33: CSRF -----------------------------------------------------------------------
+
+/// REQ-33: the login POST needs this session's form token and, when the browser says
+/// where it came from, this origin. Refused attempts log nobody in.
+#[tokio::test]
+async fn req33_login_post_needs_the_form_token_and_same_origin() {
+    let app = spawn_app().await;
+    let c = app.new_browser();
+    let page = app.get_with(&c, "/_kanmon/login").await.text().await.unwrap();
+    let csrf = csrf_of(&page);
+    let other = app.new_browser();
+    let foreign_csrf = csrf_of(&app.get_with(&other, "/_kanmon/login").await.text().await.unwrap());
+    let creds = [("user", "carol"), ("password", CAROL_PASSWORD)];
+    let with_token = |t: &str| {
+        let mut f = vec![("csrf", t.to_owned())];
+        f.extend(creds.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        f
+    };
+    let url = app.url("/_kanmon/login");
+    let attempts = [
+        ("no token", c.post(&url).header("origin", &app.base).form(&creds)),
+        (
+            "wrong token",
+            c.post(&url)
+                .header("origin", &app.base)
+                .form(&with_token("x".repeat(43).as_str())),
+        ),
+        (
+            "empty token",
+            c.post(&url).header("origin", &app.base).form(&with_token("")),
+        ),
+        (
+            "another session's token",
+            c.post(&url)
+                .header("origin", &app.base)
+                .form(&with_token(&foreign_csrf)),
+        ),
+        (
+            "foreign Origin",
+            c.post(&url)
+                .header("origin", "https://evil.example")
+                .form(&with_token(&csrf)),
+        ),
+        (
+            "Origin of another port",
+            c.post(&url)
+                .header("origin", format!("https://localhost:{}", app.port + 1))
+                .form(&with_token(&csrf)),
+        ),
+        (
+            "plain-http Origin",
+            c.post(&url)
+                .header("origin", format!("http://localhost:{}", app.port))
+                .form(&with_token(&csrf)),
+        ),
+        (
+            "Origin null",
+            c.post(&url).header("origin", "null").form(&with_token(&csrf)),
+        ),
+        (
+            "cross-site fetch metadata",
+            c.post(&url)
+                .header("sec-fetch-site", "cross-site")
+                .form(&with_token(&csrf)),
+        ),
+        (
+            "same-site (sibling subdomain) fetch metadata",
+            c.post(&url)
+                .header("sec-fetch-site", "same-site")
+                .form(&with_token(&csrf)),
+        ),
+        (
+            "no session at all",
+            app.new_browser()
+                .post(&url)
+                .header("origin", &app.base)
+                .form(&with_token(&csrf)),
+        ),
+    ];
+    for (what, req) in attempts {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what}");
+        assert!(session_cookie(&r).is_none(), "{what}: no new session");
+        assert_eq!(
+            app.api_get_with(&c, "/x").await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{what}: nobody logged in"
+        );
+    }
+    assert!(app.upstream.seen().is_empty());
+
+    // The same form from this origin, with its token, works: the refusals were CSRF's.
+    let r = c
+        .post(&url)
+        .header("origin", &app.base)
+        .header("sec-fetch-site", "same-origin")
+        .form(&with_token(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&r), "/");
+    assert_eq!(app.api_get_with(&c, "/x").await.status(), StatusCode::OK);
+}
+
+/// REQ-33: the code and logout forms check the token too.
+#[tokio::test]
+async fn req33_code_and_logout_posts_need_the_form_token() {
+    let app = spawn_app().await;
+    let key = app.enroll("bob", BOB_PASSWORD).await;
+    let b = app.new_browser();
+    app.clock.advance(30);
+    app.login_with(&b, "bob", BOB_PASSWORD).await;
+    let code = totp(&key, app.now());
+    let r = app.post_with(&b, "/_kanmon/code", &[("code", &code)]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "code without a token");
+    let page = app.get_with(&b, "/_kanmon/code").await.text().await.unwrap();
+    let r = b
+        .post(app.url("/_kanmon/code"))
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", csrf_of(&page).as_str()), ("code", &code)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "code from a foreign origin");
+    assert_eq!(app.api_get_with(&b, "/x").await.status(), StatusCode::UNAUTHORIZED);
+
+    // The main client is logged in (enroll); a forged logout does not end its session.
+    let r = app.post("/_kanmon/logout", &[("everywhere", "1")]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.api_get_with(&app.client, "/x").await.status(), StatusCode::OK);
+}
+
+// ---- REQ-22, REQ-58, REQ-59: response headers -------------------------------------------
+
+/// Checks the headers every gateway answer must carry. `get` reads a header by name.
+fn assert_secure_headers(what: &str, get: impl Fn(&str) -> Option<String>) {
+    let csp = get("content-security-policy").unwrap_or_else(|| panic!("{what}: a CSP"));
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{what}: {csp}"
+    );
+    assert!(
+        csp.contains("script-src 'self'") || (csp.contains("default-src 'none'") && !csp.contains("script-src")),
+        "{what}: scripts only from this origin: {csp}"
+    );
+    assert_eq!(get("x-frame-options").as_deref(), Some("DENY"), "{what}");
+    assert_eq!(get("x-content-type-options").as_deref(), Some("nosniff"), "{what}");
+    assert_eq!(get("referrer-policy").as_deref(), Some("no-referrer"), "{what}");
+    assert_eq!(get("cache-control").as_deref(), Some("no-store"), "{what}");
+    let hsts = get("strict-transport-security").unwrap_or_else(|| panic!("{what}: HSTS"));
+    let max_age: u64 = hsts
+        .split(';')
+        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: HSTS max-age in {hsts}"));
+    assert!(max_age >= 31_536_000, "{what}: {hsts}");
+}
+
+fn assert_no_inline_script(what: &str, html: &str) {
+    let lower = html.to_ascii_lowercase();
+    assert!(!lower.contains("<script"), "{what}: no <script> in the page");
+    assert!(!lower.contains("javascript:"), "{what}: no javascript: URL");
+    // Event-handler attributes (onclick=, onload=, …) are inline script too.
+    let bytes = lower.as_bytes();
+    for (i, _) in lower.match_indices(" on") {
+        let rest = &bytes[i + 3..];
+        let letters = rest.iter().take_while(|b| b.is_ascii_lowercase()).count();
+        assert!(
+            !(letters > 0 && rest.get(letters) == Some(&b'=')),
+            "{what}: an inline event handler near {:?}",
+            &lower[i..(i + 40).min(lower.len())]
+        );
+    }
+}
+
+async fn check_response(what: &str, r: reqwest::Response) -> String {
+    let headers = r.headers().clone();
+    assert_secure_headers(what, |n| headers.get(n).map(|v| v.to_str().unwrap().to_owned()));
+    let is_html = headers
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+    let body = r.text().await.unwrap();
+    if is_html {
+        assert_no_inline_script(what, &body);
+    }
+    body
+}
+
+/// REQ-58, REQ-59, REQ-22: every screen and answer of the gateway (login, enrollment,
+/// code, logout, errors, 401 JSON, redirects, refused hosts) carries the CSP with
+/// `frame-ancestors 'none'`, X-Frame-Options, nosniff, no-referrer, a year of HSTS and
+/// `no-store`; no page has inline script.
+#[tokio::test]
+async fn req58_req59_req22_every_gateway_answer_carries_the_security_headers() {
+    let app = spawn_app().await;
+    let a = app.new_browser();
+    check_response("redirect to login", app.get_with(&a, "/dash").await).await;
+    check_response("401 JSON", app.api_get_with(&a, "/dash").await).await;
+    let page = check_response("login screen", app.get_with(&a, "/_kanmon/login").await).await;
+    check_response(
+        "login screen in English",
+        app.get_with(&a, "/_kanmon/login?lang=en").await,
+    )
+    .await;
+    let r = app
+        .post_with(
+            &a,
+            "/_kanmon/login",
+            &[("csrf", &csrf_of(&page)), ("user", "alice"), ("password", "wrong")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    check_response("wrong password", r).await;
+    let r = app.post_with(&a, "/_kanmon/login", &[("user", "alice")]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    check_response("CSRF refusal", r).await;
+    let r = app.login_with(&a, "alice", ALICE_PASSWORD).await;
+    check_response("password accepted", r).await;
+    let page = check_response("enrollment screen", app.get_with(&a, "/_kanmon/enroll").await).await;
+    let key = key_of(&page);
+    let r = app
+        .post_with(&a, "/_kanmon/enroll", &[("csrf", &csrf_of(&page)), ("code", "000000")])
+        .await;
+    check_response("wrong enrollment code", r).await;
+    let r = app
+        .post_with(
+            &a,
+            "/_kanmon/enroll",
+            &[("csrf", &csrf_of(&page)), ("code", &totp(&key, app.now()))],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    check_response("enrollment accepted", r).await;
+
+    let b = app.new_browser();
+    app.clock.advance(30);
+    app.login_with(&b, "alice", ALICE_PASSWORD).await;
+    let page = check_response("code screen", app.get_with(&b, "/_kanmon/code").await).await;
+    let r = app
+        .post_with(&b, "/_kanmon/code", &[("csrf", &csrf_of(&page)), ("code", "12a456")])
+        .await;
+    check_response("malformed code", r).await;
+
+    check_response("404 page", app.get_with(&a, "/_kanmon/nope").await).await;
+    check_response(
+        "405",
+        app.client.delete(app.url("/_kanmon/login")).send().await.unwrap(),
+    )
+    .await;
+    check_response("health", app.get_with(&a, "/_kanmon/healthz").await).await;
+    let page = check_response("logout screen", app.get_with(&a, "/_kanmon/logout").await).await;
+    let r = app.post_with(&a, "/_kanmon/logout", &[("csrf", &csrf_of(&page))]).await;
+    check_response("logout done", r).await;
+    check_response("logged out screen", app.get_with(&a, "/_kanmon/logout").await).await;
+
+    let raw = raw_request(&app, &raw_get("/_kanmon/login", "evil.example", "")).await;
+    assert_eq!(raw.status, 400);
+    assert_secure_headers("refused host", |n| raw.header(n).map(str::to_owned));
+    assert_no_inline_script("refused host", &raw.body_text());
+    let raw = raw_request(&app, &raw_get("/a%2Fb", &host(&app), "")).await;
+    assert_eq!(raw.status, 400);
+    assert_secure_headers("refused path", |n| raw.header(n).map(str::to_owned));
+}
+
+// ---- REQ-31, REQ-73: cookies ------------------------------------------------------------
+
+fn cookie_attrs(set_cookie: &str) -> Vec<String> {
+    set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// REQ-31, REQ-73: the session cookie, at every stage of the login and at logout, is
+/// `__Host-` prefixed, Secure, HttpOnly, SameSite=Lax, Path=/ and has no Domain; the
+/// language cookie obeys the `__Host-` rules too.
+#[tokio::test]
+async fn req31_req73_gateway_cookies_are_host_only_secure_and_httponly() {
+    let app = spawn_app().await;
+    let c = app.new_browser();
+    let mut set_cookies: Vec<String> = Vec::new();
+    let mut collect = |r: &reqwest::Response| {
+        set_cookies.extend(
+            r.headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned()),
+        );
+    };
+    let r = app.get_with(&c, "/_kanmon/login?lang=en").await;
+    collect(&r);
+    let page = r.text().await.unwrap();
+    let r = app
+        .post_with(
+            &c,
+            "/_kanmon/login",
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("user", "alice"),
+                ("password", ALICE_PASSWORD),
+            ],
+        )
+        .await;
+    collect(&r);
+    let page = app.get_with(&c, "/_kanmon/enroll").await.text().await.unwrap();
+    let r = app
+        .post_with(
+            &c,
+            "/_kanmon/enroll",
+            &[("csrf", &csrf_of(&page)), ("code", &totp(&key_of(&page), app.now()))],
+        )
+        .await;
+    collect(&r);
+    let page = app.get_with(&c, "/_kanmon/logout").await.text().await.unwrap();
+    let r = app.post_with(&c, "/_kanmon/logout", &[("csrf", &csrf_of(&page))]).await;
+    collect(&r);
+
+    let session: Vec<&String> = set_cookies.iter().filter(|c| c.starts_with("__Host-kanmon=")).collect();
+    assert!(
+        session.len() >= 4,
+        "anonymous, pending, full and cleared: {set_cookies:?}"
+    );
+    for c in &session {
+        let attrs = cookie_attrs(c);
+        for required in ["secure", "httponly", "path=/"] {
+            assert!(attrs.iter().any(|a| a == required), "{required} in {c}");
+        }
+        assert!(
+            attrs.iter().any(|a| a == "samesite=lax" || a == "samesite=strict"),
+            "SameSite in {c}"
+        );
+        assert!(!attrs.iter().any(|a| a.starts_with("domain")), "no Domain in {c}");
+    }
+    let lang: Vec<&String> = set_cookies
+        .iter()
+        .filter(|c| c.starts_with("__Host-kanmon-lang="))
+        .collect();
+    assert!(!lang.is_empty(), "?lang= remembers the choice: {set_cookies:?}");
+    for c in lang {
+        let attrs = cookie_attrs(c);
+        assert!(
+            attrs.iter().any(|a| a == "secure") && attrs.iter().any(|a| a == "path=/"),
+            "{c}"
+        );
+        assert!(!attrs.iter().any(|a| a.starts_with("domain")), "{c}");
+    }
+    assert!(
+        set_cookies.iter().all(|c| c.starts_with("__Host-")),
+        "every cookie of the gateway is host-only: {set_cookies:?}"
+    );
+}
+
+// ---- REQ-71: form size ------------------------------------------------------------------
+
+/// A request body that arrives in pieces without a declared length.
+struct Chunks {
+    left: usize,
+    chunk: bytes::Bytes,
+}
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.left -= 1;
+        std::task::Poll::Ready(Some(Ok(self.chunk.clone())))
+    }
+}
+
+/// REQ-71: a login form over the 16 KiB default is refused with 413, with or without a
+/// declared length, even when it carries the right password; nothing changes: nobody
+/// is logged in and the form token still works.
+#[tokio::test]
+async fn req71_oversized_login_form_is_refused_with_413() {
+    let app = spawn_app().await;
+    let c = app.new_browser();
+    let page = app.get_with(&c, "/_kanmon/login").await.text().await.unwrap();
+    let csrf = csrf_of(&page);
+    let padding = "p".repeat(17 * 1024);
+    let r = app
+        .post_with(
+            &c,
+            "/_kanmon/login",
+            &[
+                ("csrf", &csrf),
+                ("user", "carol"),
+                ("password", CAROL_PASSWORD),
+                ("padding", &padding),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "declared length");
+    assert!(session_cookie(&r).is_none());
+    assert_eq!(app.api_get_with(&c, "/x").await.status(), StatusCode::UNAUTHORIZED);
+
+    let body = format!(
+        "csrf={csrf}&user=carol&password={}&padding=",
+        form_urlencoded::byte_serialize(CAROL_PASSWORD.as_bytes()).collect::<String>()
+    );
+    // The form fields first, then 20 KiB of padding, never announced in Content-Length.
+    let padding = Chunks {
+        left: 20,
+        chunk: bytes::Bytes::from(vec![b'p'; 1024]),
+    };
+    let head = Chunks {
+        left: 1,
+        chunk: bytes::Bytes::from(body),
+    };
+    let r = c
+        .post(app.url("/_kanmon/login"))
+        .header("origin", &app.base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(reqwest::Body::wrap_stream(Concat(Some(head), padding)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "streamed body");
+    assert!(session_cookie(&r).is_none());
+    assert_eq!(app.api_get_with(&c, "/x").await.status(), StatusCode::UNAUTHORIZED);
+
+    let r = app
+        .post_with(
+            &c,
+            "/_kanmon/login",
+            &[("csrf", &csrf), ("user", "carol"), ("password", CAROL_PASSWORD)],
+        )
+        .await;
+    assert_eq!(location(&r), "/", "the same form at a normal size still works");
+}
+
+/// Two streams, one after the other.
+struct Concat(Option<Chunks>, Chunks);
+
+impl futures_core::Stream for Concat {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if let Some(first) = self.0.as_mut() {
+            match std::pin::Pin::new(first).poll_next(cx) {
+                std::task::Poll::Ready(None) => self.0 = None,
+                other => return other,
+            }
+        }
+        std::pin::Pin::new(&mut self.1).poll_next(cx)
+    }
+}
+
+// ---- REQ-24: secrets at rest ------------------------------------------------------------
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// REQ-24 (grey-box): after an enrollment and a login, no file in the data directory
+/// holds the TOTP key (base32 or raw bytes) or any session id the browser was given.
+#[tokio::test]
+async fn req24_data_dir_holds_no_secret_and_no_session_id() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    let r = app.get("/_kanmon/login").await;
+    ids.extend(session_cookie(&r));
+    let page = r.text().await.unwrap();
+    let r = app
+        .post(
+            "/_kanmon/login",
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("user", "alice"),
+                ("password", ALICE_PASSWORD),
+            ],
+        )
+        .await;
+    ids.extend(session_cookie(&r));
+    let page = app.get("/_kanmon/enroll").await.text().await.unwrap();
+    let key = key_of(&page);
+    let r = app
+        .post(
+            "/_kanmon/enroll",
+            &[("csrf", &csrf_of(&page)), ("code", &totp(&key, app.now()))],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    ids.extend(session_cookie(&r));
+    assert_eq!(ids.len(), 3, "anonymous, pending and full session ids");
+    // The second authenticator and session of bob, via a code login this time.
+    let bob = app.new_browser();
+    let bob_key = app.enroll_with(&bob, "bob", BOB_PASSWORD).await;
+    let r = app
+        .login_full_with(&app.new_browser(), "bob", BOB_PASSWORD, &bob_key)
+        .await;
+    ids.extend(session_cookie(&r));
+    assert_eq!(app.api_get_with(&app.client, "/x").await.status(), StatusCode::OK);
+
+    let mut needles: Vec<(String, Vec<u8>)> = Vec::new();
+    for k in [&key, &bob_key] {
+        let raw = data_encoding::BASE32_NOPAD.decode(k.as_bytes()).unwrap();
+        assert_eq!(raw.len(), 20);
+        needles.push((format!("base32 key {k}"), k.as_bytes().to_vec()));
+        needles.push((format!("lower-case key {k}"), k.to_ascii_lowercase().into_bytes()));
+        needles.push((format!("raw key {k}"), raw.clone()));
+        use base64::Engine;
+        for engine in [
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            needles.push((format!("base64 key {k}"), engine.encode(&raw).into_bytes()));
+        }
+        needles.push((
+            format!("hex key {k}"),
+            data_encoding::HEXLOWER.encode(&raw).into_bytes(),
+        ));
+    }
+    for id in &ids {
+        needles.push((format!("session id {id}"), id.as_bytes().to_vec()));
+    }
+    let files = files_under(&app.data_dir());
+    assert!(files.len() >= 2, "a database and a key file: {files:?}");
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        for (what, needle) in &needles {
+            assert!(!contains(&bytes, needle), "{} holds the {what}", f.display());
+        }
+    }
+}
+
+// ---- REQ-34: one answer for every failed password step ----------------------------------
+
+/// REQ-34 (light): an unknown user and a wrong password get the same status, headers
+/// and page, apart from the form token and the echoed user ID.
+#[tokio::test]
+async fn req34_unknown_user_and_wrong_password_look_the_same() {
+    let app = spawn_app().await;
+    let attempt = |user: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let c = app.new_browser();
+            let page = app.get_with(&c, "/_kanmon/login").await.text().await.unwrap();
+            let csrf = csrf_of(&page);
+            let r = app
+                .post_with(
+                    &c,
+                    "/_kanmon/login",
+                    &[("csrf", &csrf), ("user", user), ("password", password)],
+                )
+                .await;
+            let status = r.status();
+            let mut names: Vec<String> = r
+                .headers()
+                .keys()
+                .map(|n| n.as_str().to_owned())
+                .filter(|n| n != "date" && n != "x-request-id")
+                .collect();
+            names.sort();
+            let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+            let body = r
+                .text()
+                .await
+                .unwrap()
+                .replace(&csrf, "CSRF")
+                .replace(&rid, "RID")
+                .replace(&format!("value=\"{user}\""), "value=\"USER\"");
+            (status, names, body)
+        }
+    };
+    // Same length, so even Content-Length could not tell them apart.
+    let unknown = attempt("zzzzz", CAROL_PASSWORD).await;
+    let wrong = attempt("carol", "not-carols-password").await;
+    let wrong_case = attempt("CAROL", "not-carols-password").await;
+    assert_eq!(unknown.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown, wrong, "unknown user vs wrong password");
+    assert_eq!(
+        unknown, wrong_case,
+        "unknown user vs wrong password, user ID in capitals"
+    );
+    let empty = attempt("", "").await;
+    assert_eq!(empty.0, unknown.0, "empty form");
+}
