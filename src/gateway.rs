@@ -47,15 +47,28 @@ pub async fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Re
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    // Query strings are left out of the log: they may carry tokens.
+    let upstream_micros = resp.extensions().get::<UpstreamTime>().map(|t| t.0.as_micros() as u64);
+    // Streamed bodies have no length up front; the log says so rather than guess.
+    let bytes = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    // Query strings, cookies and authorization headers are never logged: they may
+    // carry tokens.
     tracing::info!(
         target: "kanmon::access",
         request_id = %request_id, peer = %peer.ip(), method = %method, path = %path_for_log,
-        status = resp.status().as_u16(), user = user.as_deref().unwrap_or("-"),
-        micros = started.elapsed().as_micros() as u64,
+        status = resp.status().as_u16(), bytes = %bytes, user = user.as_deref().unwrap_or("-"),
+        micros = started.elapsed().as_micros() as u64, upstream_micros = ?upstream_micros,
     );
     resp
 }
+
+/// Time until the upstream's response headers, carried to the access log.
+#[derive(Debug, Clone, Copy)]
+struct UpstreamTime(std::time::Duration);
 
 async fn decide(
     app: Arc<App>,
@@ -155,7 +168,9 @@ fn forwarded(ctx: &Ctx, result: Result<Forwarded, ProxyError>) -> Response<Body>
     match result {
         Ok(f) => {
             ctx.app.metrics.upstream_latency(f.upstream_time);
-            f.response
+            let mut resp = f.response;
+            resp.extensions_mut().insert(UpstreamTime(f.upstream_time));
+            resp
         }
         Err(e) => {
             let (status, message) = match e {
