@@ -3,15 +3,17 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::auth::password::PasswordPool;
 use crate::auth::seal::Sealer;
-use crate::auth::session::{self, Session, SessionId};
+use crate::auth::session::{self, PENDING_TTL_SECS, Session, SessionId, SessionState};
 use crate::auth::{Random, SharedRandom};
 use crate::clock::{SharedClock, UnixTime};
 use crate::config::Config;
+use crate::i18n::Lang;
 use crate::live::Live;
+use crate::mail::{self, Mailer, Notice, Origin};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::render::Renderer;
@@ -19,6 +21,7 @@ use crate::store::{AuditEvent, Store, StoreError};
 
 pub struct App {
     config: ArcSwap<Config>,
+    mailer: ArcSwapOption<Mailer>,
     pub store: Store,
     pub sealer: Sealer,
     pub passwords: PasswordPool,
@@ -34,6 +37,7 @@ impl App {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
+        mailer: Option<Mailer>,
         store: Store,
         sealer: Sealer,
         passwords: PasswordPool,
@@ -42,6 +46,7 @@ impl App {
         proxy: Proxy,
     ) -> App {
         App {
+            mailer: ArcSwapOption::from(mailer.map(Arc::new)),
             config: ArcSwap::from_pointee(config),
             store,
             sealer,
@@ -57,8 +62,12 @@ impl App {
 
     /// Replaces the configuration (reload). Accounts that were removed, or whose switch
     /// or password changed, lose their sessions (REQ-74); returns their IDs.
-    pub async fn apply_config(&self, mut next: Config) -> Vec<String> {
+    pub async fn apply_config(&self, mut next: Config) -> Result<Vec<String>, String> {
         let old = self.config();
+        if next.smtp != old.smtp {
+            let mailer = next.smtp.as_ref().map(Mailer::new).transpose()?;
+            self.mailer.store(mailer.map(Arc::new));
+        }
         // What the process is bound to cannot change without a restart.
         next.listen = old.listen;
         next.data_dir = old.data_dir.clone();
@@ -76,7 +85,64 @@ impl App {
         for user in &affected {
             self.end_user_sessions(user).await;
         }
-        affected
+        Ok(affected)
+    }
+
+    /// Removes expired sessions and stale pending enrollments. A login that stopped at
+    /// the code step until it expired is worth telling the user about: someone may know
+    /// their password.
+    pub async fn purge_expired(self: &Arc<Self>) {
+        let now = self.now();
+        let cfg = self.config();
+        let result = self
+            .store
+            .run(move |s| s.purge(|sess| sess.is_live(now, &cfg.session), now - PENDING_TTL_SECS))
+            .await;
+        match result {
+            Ok(removed) => {
+                for s in &removed {
+                    if let SessionState::PendingCode { user } = &s.state {
+                        self.audit("login.abandoned", Some(user), None, None).await;
+                        let origin = Origin::new(s.created, "-", None);
+                        self.notify(user, Notice::Abandoned, self.config().default_lang, origin);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "purging sessions failed"),
+        }
+    }
+
+    pub fn mailer(&self) -> Option<Arc<Mailer>> {
+        self.mailer.load_full()
+    }
+
+    /// Sends a security notice in the background, if the config wants this kind and
+    /// SMTP is set up; the outcome goes to the audit trail.
+    pub fn notify(self: &Arc<Self>, user: &str, notice: Notice, lang: Lang, origin: Origin) {
+        let cfg = self.config();
+        let wanted = match notice {
+            Notice::Enrolled => cfg.notify.enrollment,
+            Notice::ResetDone => cfg.notify.reset,
+            Notice::WrongCode => cfg.notify.wrong_code,
+            Notice::Abandoned => cfg.notify.abandoned,
+            Notice::Replay => cfg.notify.replay,
+        };
+        let (Some(account), Some(mailer), true) = (cfg.user(user).cloned(), self.mailer(), wanted) else {
+            return;
+        };
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mail = mail::notice_mail(&app.render, lang, notice, &account.id, &origin);
+            let result = mailer.send(&account.email, mail).await;
+            let detail = result.as_ref().err().map(|e| e.to_string());
+            let event = if result.is_ok() {
+                notice.event().to_owned()
+            } else {
+                format!("{}.failed", notice.event())
+            };
+            app.audit(&event, Some(&account.id), Some(origin.ip.clone()), detail)
+                .await;
+        });
     }
 
     pub fn config(&self) -> Arc<Config> {

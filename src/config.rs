@@ -106,6 +106,32 @@ pub struct SmtpSettings {
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
     pub from: String,
+    /// Roots for the server's certificate instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// The server's certificate is not checked (explicit choice, warned at start).
+    pub insecure_skip_verify: bool,
+}
+
+/// The self-service reset by e-mail (M-10 … M-15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetSettings {
+    /// Off: no reset button, the endpoints answer 404; administrators reset instead.
+    pub self_service: bool,
+    pub link_lifetime_secs: i64,
+    pub max_per_account_per_hour: usize,
+    pub max_per_ip_per_hour: usize,
+    /// The link works only in the browser that asked for it (REQ-42).
+    pub same_browser: bool,
+}
+
+/// Which security e-mails are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySettings {
+    pub enrollment: bool,
+    pub reset: bool,
+    pub wrong_code: bool,
+    pub abandoned: bool,
+    pub replay: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +160,8 @@ pub struct Config {
     pub issuer: String,
     pub default_lang: Lang,
     pub smtp: Option<SmtpSettings>,
+    pub reset: ResetSettings,
+    pub notify: NotifySettings,
     pub session: SessionSettings,
     pub identity_headers: IdentityHeaders,
     pub websocket: WebSocketSettings,
@@ -219,6 +247,10 @@ struct RawConfig {
     default_lang: Option<String>,
     smtp: Option<RawSmtp>,
     #[serde(default)]
+    reset: RawReset,
+    #[serde(default)]
+    notify: RawNotify,
+    #[serde(default)]
     session: RawSession,
     #[serde(default)]
     identity_headers: RawIdentityHeaders,
@@ -293,6 +325,29 @@ struct RawSmtp {
     password_file: Option<String>,
     password_env: Option<String>,
     from: String,
+    ca_file: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReset {
+    self_service: Option<bool>,
+    link_lifetime: Option<String>,
+    max_per_account_per_hour: Option<usize>,
+    max_per_ip_per_hour: Option<usize>,
+    same_browser: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    enrollment: Option<bool>,
+    reset: Option<bool>,
+    wrong_code: Option<bool>,
+    abandoned: Option<bool>,
+    replay: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -346,6 +401,9 @@ const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+const DEFAULT_RESET_LINK_LIFETIME: &str = "30m";
+const DEFAULT_RESETS_PER_ACCOUNT_PER_HOUR: usize = 3;
+const DEFAULT_RESETS_PER_IP_PER_HOUR: usize = 10;
 const DEFAULT_WS_IDLE_TIMEOUT: &str = "10m";
 const DEFAULT_WS_MAX_LIFETIME: &str = "12h";
 const MAX_USER_ID_CHARS: usize = 64;
@@ -498,6 +556,27 @@ impl Validator<'_> {
             issuer: raw.issuer.trim().to_owned(),
             default_lang,
             smtp,
+            reset: ResetSettings {
+                self_service: raw.reset.self_service.unwrap_or(true),
+                link_lifetime_secs: self.duration(
+                    "reset.link_lifetime",
+                    raw.reset.link_lifetime.as_deref(),
+                    DEFAULT_RESET_LINK_LIFETIME,
+                )?,
+                max_per_account_per_hour: raw
+                    .reset
+                    .max_per_account_per_hour
+                    .unwrap_or(DEFAULT_RESETS_PER_ACCOUNT_PER_HOUR),
+                max_per_ip_per_hour: raw.reset.max_per_ip_per_hour.unwrap_or(DEFAULT_RESETS_PER_IP_PER_HOUR),
+                same_browser: raw.reset.same_browser.unwrap_or(true),
+            },
+            notify: NotifySettings {
+                enrollment: raw.notify.enrollment.unwrap_or(true),
+                reset: raw.notify.reset.unwrap_or(true),
+                wrong_code: raw.notify.wrong_code.unwrap_or(true),
+                abandoned: raw.notify.abandoned.unwrap_or(true),
+                replay: raw.notify.replay.unwrap_or(true),
+            },
             session: SessionSettings {
                 idle_timeout_secs: self.duration(
                     "session.idle_timeout",
@@ -667,6 +746,8 @@ impl Validator<'_> {
             password_file: s.password_file.map(|p| self.path(&p)),
             password_env: s.password_env,
             from: s.from,
+            ca_file: s.ca_file.map(|p| self.path(&p)),
+            insecure_skip_verify: s.insecure_skip_verify,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod health;
 pub mod i18n;
 pub mod live;
+pub mod mail;
 pub mod metrics;
 pub mod pages;
 pub mod proxy;
@@ -37,7 +38,6 @@ use tokio::task::JoinHandle;
 use crate::app::App;
 use crate::auth::password::PasswordPool;
 use crate::auth::seal::Sealer;
-use crate::auth::session::PENDING_TTL_SECS;
 use crate::auth::{SharedRandom, SystemRandom};
 use crate::clock::{SharedClock, SystemClock};
 pub use crate::config::Config;
@@ -81,6 +81,8 @@ pub enum StartError {
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("SMTP: {0}")]
+    Smtp(String),
     #[error("upstream: {0}")]
     Upstream(String),
     #[error("cannot start the demo upstream: {0}")]
@@ -161,8 +163,17 @@ pub async fn build(config: Config, options: Options) -> Result<Running, StartErr
         None => None,
     };
 
+    // Built inside the runtime (lettre's pool needs it); a bad password file stops the
+    // start here rather than at the first reset.
+    let mailer = config
+        .smtp
+        .as_ref()
+        .map(mail::Mailer::new)
+        .transpose()
+        .map_err(StartError::Smtp)?;
     let app = Arc::new(App::new(
         config,
+        mailer,
         store,
         sealer,
         PasswordPool::new(options.hash_workers),
@@ -226,16 +237,6 @@ async fn purge_loop(app: Arc<App>) {
     let mut tick = tokio::time::interval(PURGE_EVERY);
     loop {
         tick.tick().await;
-        let now = app.now();
-        let cfg = app.config();
-        let result = app
-            .store
-            .run(move |s| s.purge(|sess| sess.is_live(now, &cfg.session), now - PENDING_TTL_SECS))
-            .await;
-        match result {
-            Ok(n) if n > 0 => tracing::debug!(removed = n, "expired sessions purged"),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "purging sessions failed"),
-        }
+        app.purge_expired().await;
     }
 }

@@ -32,6 +32,14 @@ enum Command {
         #[arg(long, env = "KANMON_CONFIG")]
         config: PathBuf,
     },
+    /// Send a test e-mail through the configured SMTP server.
+    SmtpTest {
+        #[arg(long, env = "KANMON_CONFIG")]
+        config: PathBuf,
+        /// The recipient.
+        #[arg(long)]
+        to: String,
+    },
     /// Ask a running gateway whether it is healthy (for container health checks).
     Healthcheck {
         #[arg(long, env = "KANMON_CONFIG")]
@@ -58,6 +66,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Healthcheck { config } => healthcheck(config),
+        Command::SmtpTest { config, to } => smtp_test(config, &to),
     }
 }
 
@@ -157,4 +166,37 @@ fn healthcheck(path: PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn smtp_test(path: PathBuf, to: &str) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(smtp) = config.smtp.clone() else {
+        eprintln!("{}: there is no smtp section", path.display());
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    runtime().block_on(async move {
+        let mailer = match kanmon::mail::Mailer::new(&smtp) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("kanmon: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        match mailer.send(to, kanmon::mail::test_mail(config.default_lang)).await {
+            Ok(()) => {
+                println!("sent a test e-mail to {to} through {}:{}", smtp.host, smtp.port);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kanmon: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

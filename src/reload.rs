@@ -94,7 +94,14 @@ impl Reloader {
             }
         }
         let tls_moved = next.tls != old.tls;
-        let ended = self.app.apply_config(next).await;
+        let ended = match self.app.apply_config(next).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                tracing::error!(error = %e, "configuration refused; the previous one stays in force");
+                self.app.audit("config.rejected", None, None, Some(e.clone())).await;
+                return Err(e);
+            }
+        };
         if tls_moved {
             self.reload_certificate();
         }

@@ -21,6 +21,14 @@ const USER_SESSIONS: TableDefinition<&[u8], ()> = TableDefinition::new("user_ses
 const AUTHENTICATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("authenticators");
 const PENDING_ENROLLMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_enrollments");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// SHA-256 of a reset token → the token's record.
+const RESET_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("reset_tokens");
+/// user → SHA-256 of their one current reset token (a newer one voids older ones).
+const RESET_BY_USER: TableDefinition<&str, &[u8]> = TableDefinition::new("reset_by_user");
+/// `kind:key` → times of recent events, for hourly limits.
+const RATE: TableDefinition<&str, &[u8]> = TableDefinition::new("rate");
+/// user → the browser allowed to enroll after a self-service reset (REQ-50).
+const REENROLL: TableDefinition<&str, &[u8]> = TableDefinition::new("reenroll");
 
 pub const DB_FILE: &str = "kanmon.redb";
 
@@ -77,6 +85,24 @@ pub enum Freshness {
     Replaced,
 }
 
+/// A reset link's record; only the SHA-256 of the token is stored (REQ-38).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetToken {
+    pub user: String,
+    pub expires: UnixTime,
+    /// The association it may remove: a newer authenticator voids the link.
+    pub enrolled_at: UnixTime,
+    /// SHA-256 (hex) of the requesting browser's binding cookie.
+    pub browser: String,
+}
+
+/// The browser that may enroll after a self-service reset, until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReenrollBinding {
+    pub browser: String,
+    pub until: UnixTime,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub time: UnixTime,
@@ -122,6 +148,10 @@ impl Store {
         txn.open_table(AUTHENTICATORS)?;
         txn.open_table(PENDING_ENROLLMENTS)?;
         txn.open_table(AUDIT)?;
+        txn.open_table(RESET_TOKENS)?;
+        txn.open_table(RESET_BY_USER)?;
+        txn.open_table(RATE)?;
+        txn.open_table(REENROLL)?;
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -243,8 +273,8 @@ impl Store {
     }
 
     /// Deletes sessions for which `is_live` says no, and pending enrollments older than
-    /// `pending_before`. Returns the number of sessions removed.
-    pub fn purge(&self, is_live: impl Fn(&Session) -> bool, pending_before: UnixTime) -> Result<usize> {
+    /// `pending_before`. Returns the sessions removed.
+    pub fn purge(&self, is_live: impl Fn(&Session) -> bool, pending_before: UnixTime) -> Result<Vec<Session>> {
         let txn = self.db.begin_write()?;
         let removed = {
             let mut sessions = txn.open_table(SESSIONS)?;
@@ -267,7 +297,7 @@ impl Store {
             }
             let mut pending = txn.open_table(PENDING_ENROLLMENTS)?;
             pending.retain(|_, v| from_json::<PendingEnrollment>(v).is_ok_and(|p| p.created >= pending_before))?;
-            dead.len()
+            dead.into_iter().filter_map(|(_, s)| s).collect::<Vec<Session>>()
         };
         txn.commit()?;
         Ok(removed)
@@ -311,7 +341,7 @@ impl Store {
     }
 
     /// Associates an authenticator confirmed by a right code, unless one exists already,
-    /// and drops the pending enrollment. True when it was stored.
+    /// and drops the pending enrollment and any re-enrollment binding. True when stored.
     pub fn complete_enrollment(&self, user: &str, authenticator: &Authenticator) -> Result<bool> {
         let txn = self.db.begin_write()?;
         let stored = {
@@ -322,6 +352,7 @@ impl Store {
             } else {
                 table.insert(key.as_str(), to_json(authenticator)?.as_slice())?;
                 txn.open_table(PENDING_ENROLLMENTS)?.remove(key.as_str())?;
+                txn.open_table(REENROLL)?.remove(key.as_str())?;
                 true
             }
         };
@@ -384,6 +415,136 @@ impl Store {
         let table = txn.open_table(PENDING_ENROLLMENTS)?;
         let value = table.get(user_key(user).as_str())?;
         value.map(|v| from_json(v.value())).transpose()
+    }
+
+    // ---- reset tokens -------------------------------------------------------------
+
+    /// Stores a user's new reset token, voiding the previous one.
+    pub fn put_reset_token(&self, hash: &[u8; 32], token: &ResetToken) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut tokens = txn.open_table(RESET_TOKENS)?;
+            let mut by_user = txn.open_table(RESET_BY_USER)?;
+            let key = user_key(&token.user);
+            let old = by_user.get(key.as_str())?.map(|v| v.value().to_vec());
+            if let Some(old) = old {
+                tokens.remove(old.as_slice())?;
+            }
+            tokens.insert(hash.as_slice(), to_json(token)?.as_slice())?;
+            by_user.insert(key.as_str(), hash.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn reset_token(&self, hash: &[u8; 32]) -> Result<Option<ResetToken>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RESET_TOKENS)?;
+        let value = table.get(hash.as_slice())?;
+        value.map(|v| from_json(v.value())).transpose()
+    }
+
+    /// Voids the user's outstanding reset token, if any.
+    pub fn delete_reset_tokens(&self, user: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut tokens = txn.open_table(RESET_TOKENS)?;
+            let mut by_user = txn.open_table(RESET_BY_USER)?;
+            let old = by_user.remove(user_key(user).as_str())?.map(|v| v.value().to_vec());
+            if let Some(old) = old {
+                tokens.remove(old.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Uses a reset token: if `accept` approves the record (and the user's current
+    /// authenticator), in one transaction the token is consumed, the authenticator and
+    /// any pending enrollment are removed, and the re-enrollment binding is stored.
+    /// The token is consumed even when refused for expiry, so it never works later.
+    pub fn consume_reset_token<R>(
+        &self,
+        hash: &[u8; 32],
+        accept: impl FnOnce(Option<&ResetToken>, Option<&Authenticator>) -> std::result::Result<ReenrollBinding, R>,
+    ) -> Result<std::result::Result<ResetToken, R>> {
+        let txn = self.db.begin_write()?;
+        let outcome = {
+            let mut tokens = txn.open_table(RESET_TOKENS)?;
+            let record: Option<ResetToken> = tokens.get(hash.as_slice())?.map(|v| from_json(v.value())).transpose()?;
+            let key = record.as_ref().map(|r| user_key(&r.user));
+            let mut authenticators = txn.open_table(AUTHENTICATORS)?;
+            let current: Option<Authenticator> = match &key {
+                Some(k) => authenticators
+                    .get(k.as_str())?
+                    .map(|v| from_json(v.value()))
+                    .transpose()?,
+                None => None,
+            };
+            match (accept(record.as_ref(), current.as_ref()), record, key) {
+                (Ok(binding), Some(record), Some(key)) => {
+                    tokens.remove(hash.as_slice())?;
+                    txn.open_table(RESET_BY_USER)?.remove(key.as_str())?;
+                    authenticators.remove(key.as_str())?;
+                    txn.open_table(PENDING_ENROLLMENTS)?.remove(key.as_str())?;
+                    txn.open_table(REENROLL)?
+                        .insert(key.as_str(), to_json(&binding)?.as_slice())?;
+                    Ok(record)
+                }
+                (Ok(_), _, _) => unreachable!("accept approves only an existing token"),
+                (Err(why), _, _) => Err(why),
+            }
+        };
+        txn.commit()?;
+        Ok(outcome)
+    }
+
+    pub fn reenroll_binding(&self, user: &str) -> Result<Option<ReenrollBinding>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REENROLL)?;
+        let value = table.get(user_key(user).as_str())?;
+        value.map(|v| from_json(v.value())).transpose()
+    }
+
+    pub fn delete_reenroll_binding(&self, user: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(REENROLL)?.remove(user_key(user).as_str())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    // ---- hourly limits ----------------------------------------------------------
+
+    /// Records an event for each key unless one of them already had `max` events since
+    /// `since`; all or nothing, in one transaction. True when recorded (allowed).
+    pub fn rate_take(&self, keys: &[(&str, usize)], now: UnixTime, since: UnixTime) -> Result<bool> {
+        let txn = self.db.begin_write()?;
+        let allowed = {
+            let mut table = txn.open_table(RATE)?;
+            let mut updated = Vec::with_capacity(keys.len());
+            let mut allowed = true;
+            for (key, max) in keys {
+                let mut times: Vec<UnixTime> = table
+                    .get(*key)?
+                    .map(|v| from_json(v.value()))
+                    .transpose()?
+                    .unwrap_or_default();
+                times.retain(|t| *t >= since);
+                if times.len() >= *max {
+                    allowed = false;
+                }
+                times.push(now);
+                updated.push((*key, times));
+            }
+            if allowed {
+                for (key, times) in updated {
+                    table.insert(key, to_json(&times)?.as_slice())?;
+                }
+            }
+            allowed
+        };
+        txn.commit()?;
+        Ok(allowed)
     }
 
     // ---- audit trail -------------------------------------------------------------

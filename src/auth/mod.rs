@@ -7,6 +7,7 @@ pub mod password;
 pub mod path;
 pub mod random;
 pub mod redirect;
+pub mod reset;
 pub mod seal;
 pub mod session;
 pub mod totp;

@@ -8,22 +8,34 @@ use super::{CODE_PATH, Ctx, LOGIN_PATH, login_with, next_location};
 use crate::auth::session::{MAX_CODE_FAILURES, Session, SessionId, SessionState};
 use crate::auth::totp::{self, Code, CodeFormatError, TotpSecret, Verdict};
 use crate::i18n::Text;
+use crate::mail::Notice;
 use crate::web::{self, Body};
 
 pub async fn show(ctx: &Ctx) -> Response<Body> {
     match ctx.session().await {
-        Some((_, s)) if matches!(s.state, SessionState::PendingCode { .. }) => form(ctx, StatusCode::OK, &s, None),
+        Some((_, s)) if matches!(s.state, SessionState::PendingCode { .. }) => {
+            form(ctx, StatusCode::OK, &s, None, None)
+        }
         Some((_, s)) if !matches!(s.state, SessionState::PendingPassword) => web::see_other(&next_location(&s)),
         _ => web::see_other(&login_with("expired")),
     }
 }
 
-fn form(ctx: &Ctx, status: StatusCode, s: &Session, error: Option<String>) -> Response<Body> {
+pub fn form(
+    ctx: &Ctx,
+    status: StatusCode,
+    s: &Session,
+    error: Option<String>,
+    notice: Option<String>,
+) -> Response<Body> {
     ctx.page(
         status,
         "code.html",
         ctx.t().code_title,
-        minijinja::context! { csrf => &s.csrf, action => CODE_PATH, error => error },
+        minijinja::context! {
+            csrf => &s.csrf, action => CODE_PATH, error => error, notice => notice,
+            reset_enabled => super::reset::enabled(ctx),
+        },
     )
 }
 
@@ -51,6 +63,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &s,
                 Some(format_error(ctx.t(), e)),
+                None,
             );
         }
     };
@@ -88,17 +101,32 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     match outcome {
         Ok(Some(Verdict::Accepted(_))) => {
             ctx.app.audit("login.success", Some(&user), ctx.ip(), None).await;
+            // REQ-40: a right code voids any outstanding reset link.
+            let uid = user.clone();
+            if let Err(e) = ctx.app.store.run(move |st| st.delete_reset_tokens(&uid)).await {
+                tracing::error!(error = %e, "voiding reset links failed");
+            }
             let next = s.step_up(SessionState::Full { user, auth_time: now }, ctx.app.rng(), now);
             let location = next_location(&next);
             ctx.step_to(Some(&id), next, &location).await
         }
         Ok(Some(verdict)) => {
-            let event = if verdict == Verdict::Replayed {
+            let replay = verdict == Verdict::Replayed;
+            let event = if replay {
                 "login.code_replay"
             } else {
                 "login.code_failed"
             };
             ctx.app.audit(event, Some(&user), ctx.ip(), None).await;
+            // The password was right: tell the user once per login (REQ-8, REQ-14).
+            let notice = if replay {
+                Some(Notice::Replay)
+            } else {
+                (s.code_failures == 0).then_some(Notice::WrongCode)
+            };
+            if let Some(notice) = notice {
+                ctx.app.notify(&user, notice, ctx.lang, ctx.origin());
+            }
             match count_failure(ctx, &id).await {
                 Ok(true) => web::see_other(&login_with("too_many")),
                 Ok(false) => form(
@@ -106,6 +134,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
                     StatusCode::UNAUTHORIZED,
                     &s,
                     Some(wrong_code_message(ctx.t(), verdict)),
+                    None,
                 ),
                 Err(r) => r,
             }

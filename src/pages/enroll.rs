@@ -8,6 +8,7 @@ use super::code::{count_failure, format_error, wrong_code_message};
 use super::{Ctx, ENROLL_PATH, login_with, next_location};
 use crate::auth::session::{PENDING_TTL_SECS, Session, SessionId, SessionState};
 use crate::auth::totp::{self, Code, TotpSecret, Verdict};
+use crate::mail::Notice;
 use crate::store::{Authenticator, Freshness};
 use crate::web::{self, Body};
 
@@ -159,6 +160,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
                 Err(e) => return ctx.internal_error("storing an authenticator failed", e),
             }
             ctx.app.audit("enroll.completed", Some(&user), ctx.ip(), None).await;
+            ctx.app.notify(&user, Notice::Enrolled, ctx.lang, ctx.origin());
             ctx.app.audit("login.success", Some(&user), ctx.ip(), None).await;
             let next = s.step_up(SessionState::Full { user, auth_time: now }, ctx.app.rng(), now);
             let location = next_location(&next);

@@ -5,6 +5,7 @@ use hyper::body::Incoming;
 
 use super::{Ctx, next_location};
 use crate::auth::redirect::SameSitePath;
+use crate::auth::reset;
 use crate::auth::session::{self, Session, SessionId, SessionState};
 use crate::web::{self, Body};
 
@@ -23,6 +24,7 @@ pub async fn show(ctx: &Ctx) -> Response<Body> {
     let notice = match web::query_param(&ctx.uri, "notice").as_deref() {
         Some("expired") => Some(ctx.t().err_expired),
         Some("too_many") => Some(ctx.t().err_too_many_codes),
+        Some("reset_done") => Some(ctx.t().reset_done),
         _ => None,
     };
     // An anonymous session carries the form token and the return-to path.
@@ -129,9 +131,32 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         }
     } else {
         let uid = user.id.clone();
-        match ctx.app.store.run(move |st| st.authenticator(&uid)).await {
-            Ok(Some(_)) => SessionState::PendingCode { user: user.id.clone() },
-            Ok(None) => SessionState::PendingEnroll { user: user.id.clone() },
+        let found = ctx
+            .app
+            .store
+            .run(move |st| Ok((st.authenticator(&uid)?, st.reenroll_binding(&uid)?)))
+            .await;
+        match found {
+            Ok((Some(_), _)) => SessionState::PendingCode { user: user.id.clone() },
+            // REQ-50: right after a self-service reset, only the browser that confirmed
+            // it may register the new authenticator.
+            Ok((None, binding)) => {
+                let cookie = session::read_cookie(&ctx.headers, reset::BROWSER_COOKIE);
+                if !reset::may_enroll(binding.as_ref(), cookie, now) {
+                    ctx.app
+                        .audit("enroll.refused_other_browser", Some(&user.id), ctx.ip(), None)
+                        .await;
+                    return form(
+                        ctx,
+                        StatusCode::FORBIDDEN,
+                        &s,
+                        typed_user,
+                        None,
+                        Some(ctx.t().reenroll_elsewhere),
+                    );
+                }
+                SessionState::PendingEnroll { user: user.id.clone() }
+            }
             Err(e) => return ctx.internal_error("reading an authenticator failed", e),
         }
     };

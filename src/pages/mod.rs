@@ -6,6 +6,7 @@ mod enroll;
 mod health;
 mod login;
 mod logout;
+mod reset;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -96,6 +97,12 @@ impl Ctx {
         Some(self.client_ip.to_string())
     }
 
+    /// Time, address and browser of this request, for security e-mails.
+    pub fn origin(&self) -> crate::mail::Origin {
+        let user_agent = self.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+        crate::mail::Origin::new(self.app.now(), &self.client_ip.to_string(), user_agent)
+    }
+
     /// A POST of this session's form: right content type and size, same origin, and
     /// the session's form token (REQ-33).
     pub async fn read_post(&self, req: Request<Incoming>, session: Option<&Session>) -> Result<Form, Response<Body>> {
@@ -160,6 +167,8 @@ pub async fn route(ctx: Ctx, route: &str, req: Request<Incoming>) -> Response<Bo
         ("logout", &Method::GET | &Method::HEAD) => logout::show(&ctx).await,
         ("logout", &Method::POST) => logout::submit(&ctx, req).await,
         ("healthz", &Method::GET | &Method::HEAD) => health::healthz(&ctx).await,
+        ("reset", _) => reset::route(&ctx, "", req).await,
+        ("reset/confirm", _) => reset::route(&ctx, "confirm", req).await,
         ("static/kanmon.css", &Method::GET | &Method::HEAD) => {
             let mut r = web::text(StatusCode::OK, "text/css; charset=utf-8", STYLESHEET);
             web::secure_headers(&mut r);

@@ -35,6 +35,8 @@ pub struct Setup {
     /// Extra keys inside the `upstream:` mapping, e.g. `skip_auth: ["/public/"]`.
     pub upstream_yaml: String,
     pub upstream: bool,
+    /// The `smtp:` line (see `SmtpSink::yaml`); by default a port where nobody listens.
+    pub smtp_yaml: Option<String>,
 }
 
 impl Default for Setup {
@@ -43,6 +45,7 @@ impl Default for Setup {
             extra_yaml: String::new(),
             upstream_yaml: String::new(),
             upstream: true,
+            smtp_yaml: None,
         }
     }
 }
@@ -84,14 +87,16 @@ upstream: {{ url: "{up}", response_timeout: 2s, connect_timeout: 1s, {up_extra} 
 data_dir: data
 issuer: AVM EX
 default_lang: ja
-smtp: {{ host: 127.0.0.1, port: 2525, security: none, from: "AVM EX <avm@example.com>" }}
-users:
+{smtp}users:
   - {{ id: alice, email: alice@example.com, password_hash: "{a}", role: admin, two_factor: true }}
   - {{ id: bob, email: bob@example.com, password_hash: "{b}", role: user, two_factor: true }}
   - {{ id: carol, email: carol@example.com, password_hash: "{c}", role: user, two_factor: false }}
 {extra}"#,
         up = upstream.url(),
         up_extra = setup.upstream_yaml,
+        smtp = setup.smtp_yaml.unwrap_or_else(|| {
+            "smtp: { host: 127.0.0.1, port: 9, security: none, from: \"AVM EX <avm@example.com>\" }\n".to_owned()
+        }),
         extra = setup.extra_yaml,
     );
     let path = dir.path().join("config.yaml");

@@ -10,6 +10,8 @@ mod cli;
 mod login_flow;
 mod operating;
 mod proxying;
+mod reset;
 mod screens;
 mod security;
+mod smtp;
 mod websocket;
