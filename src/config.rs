@@ -68,6 +68,9 @@ pub struct WebSocketSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_form_bytes: usize,
+    /// Failed passwords per typed user ID, and per client address, in 15 minutes.
+    pub password_failures_per_account: usize,
+    pub password_failures_per_ip: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub header_read_timeout_secs: u64,
@@ -369,6 +372,8 @@ struct RawIdentityHeaders {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_form_bytes: Option<usize>,
+    password_failures_per_account: Option<usize>,
+    password_failures_per_ip: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     header_read_timeout: Option<String>,
@@ -398,6 +403,8 @@ const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
 const DEFAULT_RESPONSE_TIMEOUT: &str = "60s";
 const DEFAULT_MAX_FORM_BYTES: usize = 16 * 1024;
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const DEFAULT_PASSWORD_FAILURES_PER_ACCOUNT: usize = 10;
+const DEFAULT_PASSWORD_FAILURES_PER_IP: usize = 50;
 const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -646,6 +653,16 @@ impl Validator<'_> {
         }
         Ok(Limits {
             max_form_bytes: positive("limits.max_form_bytes", raw.max_form_bytes, DEFAULT_MAX_FORM_BYTES)?,
+            password_failures_per_account: positive(
+                "limits.password_failures_per_account",
+                raw.password_failures_per_account,
+                DEFAULT_PASSWORD_FAILURES_PER_ACCOUNT,
+            )?,
+            password_failures_per_ip: positive(
+                "limits.password_failures_per_ip",
+                raw.password_failures_per_ip,
+                DEFAULT_PASSWORD_FAILURES_PER_IP,
+            )?,
             max_connections: positive("limits.max_connections", raw.max_connections, DEFAULT_MAX_CONNECTIONS)?,
             max_connections_per_ip: positive(
                 "limits.max_connections_per_ip",

@@ -13,6 +13,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::auth::session::{Session, SessionKey};
+use crate::auth::throttle::CodeFailures;
 use crate::clock::UnixTime;
 
 const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
@@ -27,6 +28,8 @@ const RESET_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("reset_
 const RESET_BY_USER: TableDefinition<&str, &[u8]> = TableDefinition::new("reset_by_user");
 /// `kind:key` → times of recent events, for hourly limits.
 const RATE: TableDefinition<&str, &[u8]> = TableDefinition::new("rate");
+/// user → their code-step failures (REQ-10, REQ-11).
+const CODE_FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("code_failures");
 /// user → the browser allowed to enroll after a self-service reset (REQ-50).
 const REENROLL: TableDefinition<&str, &[u8]> = TableDefinition::new("reenroll");
 
@@ -121,6 +124,16 @@ fn user_key(user: &str) -> String {
     user.to_lowercase()
 }
 
+/// The rate key of a typed user ID's password failures (existing account or not).
+pub fn password_key(user: &str) -> String {
+    format!("password-user:{}", user_key(user))
+}
+
+/// The rate key of a client address's password failures.
+pub fn password_ip_key(ip: &std::net::IpAddr) -> String {
+    format!("password-ip:{ip}")
+}
+
 fn index_key(user: &str, key: &SessionKey) -> Vec<u8> {
     let mut k = user_key(user).into_bytes();
     k.push(0);
@@ -152,6 +165,7 @@ impl Store {
         txn.open_table(RESET_BY_USER)?;
         txn.open_table(RATE)?;
         txn.open_table(REENROLL)?;
+        txn.open_table(CODE_FAILURES)?;
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -509,6 +523,82 @@ impl Store {
     pub fn delete_reenroll_binding(&self, user: &str) -> Result<()> {
         let txn = self.db.begin_write()?;
         txn.open_table(REENROLL)?.remove(user_key(user).as_str())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    // ---- failure limits ---------------------------------------------------------
+
+    pub fn code_failures(&self, user: &str) -> Result<CodeFailures> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CODE_FAILURES)?;
+        let value = table.get(user_key(user).as_str())?;
+        Ok(value.map(|v| from_json(v.value())).transpose()?.unwrap_or_default())
+    }
+
+    /// Counts one more wrong code, atomically; returns the new record and whether this
+    /// failure locked the account.
+    pub fn record_code_failure(&self, user: &str, now: UnixTime) -> Result<(CodeFailures, bool)> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut table = txn.open_table(CODE_FAILURES)?;
+            let key = user_key(user);
+            let current: CodeFailures = table
+                .get(key.as_str())?
+                .map(|v| from_json(v.value()))
+                .transpose()?
+                .unwrap_or_default();
+            let (next, locked) = current.after_failure(now);
+            table.insert(key.as_str(), to_json(&next)?.as_slice())?;
+            (next, locked)
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    /// Clears every failure limit on an account: the code step's count and lock, and the
+    /// password step's recent failures (after a success, an unlock or a reset).
+    pub fn clear_failures(&self, user: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(CODE_FAILURES)?.remove(user_key(user).as_str())?;
+        txn.open_table(RATE)?.remove(password_key(user).as_str())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Recent event times under each key (oldest first), since `since`.
+    pub fn times(&self, keys: &[&str], since: UnixTime) -> Result<Vec<Vec<UnixTime>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RATE)?;
+        keys.iter()
+            .map(|k| {
+                let mut t: Vec<UnixTime> = table
+                    .get(*k)?
+                    .map(|v| from_json(v.value()))
+                    .transpose()?
+                    .unwrap_or_default();
+                t.retain(|x| *x > since);
+                Ok(t)
+            })
+            .collect()
+    }
+
+    /// Adds an event time under each key, dropping those not after `since`.
+    pub fn add_time(&self, keys: &[&str], now: UnixTime, since: UnixTime) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(RATE)?;
+            for key in keys {
+                let mut t: Vec<UnixTime> = table
+                    .get(*key)?
+                    .map(|v| from_json(v.value()))
+                    .transpose()?
+                    .unwrap_or_default();
+                t.retain(|x| *x > since);
+                t.push(now);
+                table.insert(*key, to_json(&t)?.as_slice())?;
+            }
+        }
         txn.commit()?;
         Ok(())
     }

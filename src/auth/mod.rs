@@ -10,6 +10,7 @@ pub mod redirect;
 pub mod reset;
 pub mod seal;
 pub mod session;
+pub mod throttle;
 pub mod totp;
 
 pub use random::{Random, SharedRandom, SystemRandom};
