@@ -21,7 +21,7 @@ pub const BOB_PASSWORD: &str = "bob-battery-staple";
 pub const CAROL_PASSWORD: &str = "carol-no-second-factor";
 
 /// Hashing is slow on purpose; every test process hashes the three passwords once.
-fn hashes() -> &'static [String; 3] {
+pub fn hashes() -> &'static [String; 3] {
     static H: OnceLock<[String; 3]> = OnceLock::new();
     H.get_or_init(|| {
         let rng = kanmon::auth::SystemRandom;
@@ -35,6 +35,9 @@ pub struct Setup {
     /// Extra keys inside the `upstream:` mapping, e.g. `skip_auth: ["/public/"]`.
     pub upstream_yaml: String,
     pub upstream: bool,
+    /// Another upstream than the recording one (which still runs, unused), e.g. an
+    /// `https://` server or nginx started by the test. `None`: the recording upstream.
+    pub upstream_url: Option<String>,
 }
 
 impl Default for Setup {
@@ -43,6 +46,7 @@ impl Default for Setup {
             extra_yaml: String::new(),
             upstream_yaml: String::new(),
             upstream: true,
+            upstream_url: None,
         }
     }
 }
@@ -76,24 +80,8 @@ pub async fn spawn_with(setup: Setup) -> TestApp {
     if !setup.upstream {
         upstream.stop();
     }
-    let [a, b, c] = hashes();
-    let yaml = format!(
-        r#"listen: 127.0.0.1:0
-tls: {{ cert: cert.pem, key: key.pem }}
-upstream: {{ url: "{up}", response_timeout: 2s, connect_timeout: 1s, {up_extra} }}
-data_dir: data
-issuer: AVM EX
-default_lang: ja
-smtp: {{ host: 127.0.0.1, port: 2525, security: none, from: "AVM EX <avm@example.com>" }}
-users:
-  - {{ id: alice, email: alice@example.com, password_hash: "{a}", role: admin, two_factor: true }}
-  - {{ id: bob, email: bob@example.com, password_hash: "{b}", role: user, two_factor: true }}
-  - {{ id: carol, email: carol@example.com, password_hash: "{c}", role: user, two_factor: false }}
-{extra}"#,
-        up = upstream.url(),
-        up_extra = setup.upstream_yaml,
-        extra = setup.extra_yaml,
-    );
+    let up = setup.upstream_url.unwrap_or_else(|| upstream.url());
+    let yaml = config_yaml(&up, &setup.upstream_yaml, &setup.extra_yaml);
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, &yaml).unwrap();
     let config = Config::load(&path).unwrap();
@@ -115,6 +103,26 @@ users:
         dir,
         running: Some(running),
     }
+}
+
+/// The test configuration: `cert.pem`/`key.pem` and `data` next to the file, the three
+/// accounts (alice and bob with a second step, carol without), and `upstream_url`.
+pub fn config_yaml(upstream_url: &str, upstream_extra: &str, extra: &str) -> String {
+    let [a, b, c] = hashes();
+    format!(
+        r#"listen: 127.0.0.1:0
+tls: {{ cert: cert.pem, key: key.pem }}
+upstream: {{ url: "{upstream_url}", response_timeout: 2s, connect_timeout: 1s, {upstream_extra} }}
+data_dir: data
+issuer: AVM EX
+default_lang: ja
+smtp: {{ host: 127.0.0.1, port: 2525, security: none, from: "AVM EX <avm@example.com>" }}
+users:
+  - {{ id: alice, email: alice@example.com, password_hash: "{a}", role: admin, two_factor: true }}
+  - {{ id: bob, email: bob@example.com, password_hash: "{b}", role: user, two_factor: true }}
+  - {{ id: carol, email: carol@example.com, password_hash: "{c}", role: user, two_factor: false }}
+{extra}"#
+    )
 }
 
 /// A browser-like client: keeps cookies, follows no redirects, trusts only the test's

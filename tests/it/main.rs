@@ -12,4 +12,5 @@ mod operating;
 mod proxying;
 mod screens;
 mod security;
+mod upstreams;
 mod websocket;
