@@ -702,13 +702,8 @@ impl Validator<'_> {
         let bad = |why: &str| self.err("upstream.url", u, format!("`{u}` {why}"));
         let uri: http::Uri = u.parse().map_err(|_| bad("is not a URL"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "uses https, which this version forwards only over http; use http://",
-                ));
-            }
-            _ => return Err(bad("must start with http:// (or be `demo`)")),
+            Some("http" | "https") => {}
+            _ => return Err(bad("must start with http:// or https:// (or be `demo`)")),
         }
         if uri.authority().is_none() {
             return Err(bad("has no host"));
@@ -904,6 +899,22 @@ mod tests {
         assert_eq!(c.default_lang, Lang::Ja);
         assert!(c.allowed_hosts.contains(&"localhost".to_owned()));
         assert!(c.allowed_hosts.contains(&"127.0.0.1".to_owned()));
+    }
+
+    #[test]
+    fn upstream_url_is_http_or_https_without_a_path() {
+        let with =
+            |url: &str| parse(&base("", false).replace("url: demo", &format!("url: \"{url}\", ca_file: ca.pem")));
+        let c = with("https://app.internal:8443").unwrap();
+        assert_eq!(
+            c.upstream.target,
+            Upstream::Url("https://app.internal:8443".parse().unwrap())
+        );
+        assert_eq!(c.upstream.ca_file.as_deref(), Some(Path::new("/etc/kanmon/ca.pem")));
+        assert!(with("http://127.0.0.1:8080").is_ok());
+        for bad in ["ftp://x", "https://app.internal/dash", "127.0.0.1:8080"] {
+            assert_eq!(with(bad).unwrap_err().field, "upstream.url", "{bad}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub const BOB_PASSWORD: &str = "bob-battery-staple";
 pub const CAROL_PASSWORD: &str = "carol-no-second-factor";
 
 /// Hashing is slow on purpose; every test process hashes the three passwords once.
-fn hashes() -> &'static [String; 3] {
+pub fn hashes() -> &'static [String; 3] {
     static H: OnceLock<[String; 3]> = OnceLock::new();
     H.get_or_init(|| {
         let rng = kanmon::auth::SystemRandom;
@@ -37,6 +37,9 @@ pub struct Setup {
     pub upstream: bool,
     /// The `smtp:` line (see `SmtpSink::yaml`); by default a port where nobody listens.
     pub smtp_yaml: Option<String>,
+    /// Another upstream than the recording one (which still runs, unused), e.g. an
+    /// `https://` server or nginx started by the test. `None`: the recording upstream.
+    pub upstream_url: Option<String>,
 }
 
 impl Default for Setup {
@@ -46,6 +49,7 @@ impl Default for Setup {
             upstream_yaml: String::new(),
             upstream: true,
             smtp_yaml: None,
+            upstream_url: None,
         }
     }
 }
@@ -79,26 +83,11 @@ pub async fn spawn_with(setup: Setup) -> TestApp {
     if !setup.upstream {
         upstream.stop();
     }
-    let [a, b, c] = hashes();
-    let yaml = format!(
-        r#"listen: 127.0.0.1:0
-tls: {{ cert: cert.pem, key: key.pem }}
-upstream: {{ url: "{up}", response_timeout: 2s, connect_timeout: 1s, {up_extra} }}
-data_dir: data
-issuer: AVM EX
-default_lang: ja
-{smtp}users:
-  - {{ id: alice, email: alice@example.com, password_hash: "{a}", role: admin, two_factor: true }}
-  - {{ id: bob, email: bob@example.com, password_hash: "{b}", role: user, two_factor: true }}
-  - {{ id: carol, email: carol@example.com, password_hash: "{c}", role: user, two_factor: false }}
-{extra}"#,
-        up = upstream.url(),
-        up_extra = setup.upstream_yaml,
-        smtp = setup.smtp_yaml.unwrap_or_else(|| {
-            "smtp: { host: 127.0.0.1, port: 9, security: none, from: \"AVM EX <avm@example.com>\" }\n".to_owned()
-        }),
-        extra = setup.extra_yaml,
-    );
+    let up = setup.upstream_url.unwrap_or_else(|| upstream.url());
+    let mut yaml = config_yaml(&up, &setup.upstream_yaml, &setup.extra_yaml);
+    if let Some(smtp) = setup.smtp_yaml {
+        yaml = yaml.replace(DEFAULT_SMTP, &smtp);
+    }
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, &yaml).unwrap();
     let config = Config::load(&path).unwrap();
@@ -120,6 +109,29 @@ default_lang: ja
         dir,
         running: Some(running),
     }
+}
+
+/// The default `smtp:` line: a port where nobody listens, so mails fail quietly.
+pub const DEFAULT_SMTP: &str =
+    "smtp: { host: 127.0.0.1, port: 9, security: none, from: \"AVM EX <avm@example.com>\" }\n";
+
+/// The test configuration: `cert.pem`/`key.pem` and `data` next to the file, the three
+/// accounts (alice and bob with a second step, carol without), and `upstream_url`.
+pub fn config_yaml(upstream_url: &str, upstream_extra: &str, extra: &str) -> String {
+    let [a, b, c] = hashes();
+    format!(
+        r#"listen: 127.0.0.1:0
+tls: {{ cert: cert.pem, key: key.pem }}
+upstream: {{ url: "{upstream_url}", response_timeout: 2s, connect_timeout: 1s, {upstream_extra} }}
+data_dir: data
+issuer: AVM EX
+default_lang: ja
+{DEFAULT_SMTP}users:
+  - {{ id: alice, email: alice@example.com, password_hash: "{a}", role: admin, two_factor: true }}
+  - {{ id: bob, email: bob@example.com, password_hash: "{b}", role: user, two_factor: true }}
+  - {{ id: carol, email: carol@example.com, password_hash: "{c}", role: user, two_factor: false }}
+{extra}"#
+    )
 }
 
 /// A browser-like client: keeps cookies, follows no redirects, trusts only the test's

@@ -14,4 +14,5 @@ mod reset;
 mod screens;
 mod security;
 mod smtp;
+mod upstreams;
 mod websocket;

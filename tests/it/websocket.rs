@@ -13,19 +13,24 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::*;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 /// A TLS connection to the gateway that speaks HTTP/1.1 only, as browsers do for
 /// WebSockets.
 pub async fn tls_connect(app: &TestApp) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_connect_to(app.port, &app.cert_pem).await
+}
+
+/// The same, to a gateway on `port` (e.g. the real binary) with certificate `cert_pem`.
+pub async fn tls_connect_to(port: u16, cert_pem: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(app.cert_pem.as_bytes()) {
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
@@ -35,15 +40,24 @@ pub async fn tls_connect(app: &TestApp) -> tokio_rustls::client::TlsStream<tokio
 
 /// Opens a WebSocket to `path` with the given session cookie and Origin.
 pub async fn open_ws(app: &TestApp, path: &str, cookie: Option<&str>, origin: &str) -> Result<Ws, StatusCode> {
-    let mut req = format!("wss://localhost:{}{path}", app.port)
-        .into_client_request()
-        .unwrap();
+    open_ws_at(app.port, &app.cert_pem, path, cookie, origin).await
+}
+
+/// The same, to a gateway on `port` with certificate `cert_pem`.
+pub async fn open_ws_at(
+    port: u16,
+    cert_pem: &str,
+    path: &str,
+    cookie: Option<&str>,
+    origin: &str,
+) -> Result<Ws, StatusCode> {
+    let mut req = format!("wss://localhost:{port}{path}").into_client_request().unwrap();
     req.headers_mut().insert("origin", origin.parse().unwrap());
     if let Some(c) = cookie {
         req.headers_mut()
             .insert("cookie", format!("__Host-kanmon={c}").parse().unwrap());
     }
-    let tls = tls_connect(app).await;
+    let tls = tls_connect_to(port, cert_pem).await;
     match tokio_tungstenite::client_async(req, tls).await {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
@@ -53,12 +67,12 @@ pub async fn open_ws(app: &TestApp, path: &str, cookie: Option<&str>, origin: &s
     }
 }
 
-async fn logged_in_cookie(app: &TestApp, c: &reqwest::Client) -> String {
+pub async fn logged_in_cookie(app: &TestApp, c: &reqwest::Client) -> String {
     let r = app.login_with(c, "carol", CAROL_PASSWORD).await;
     session_cookie(&r).expect("a session cookie after login")
 }
 
-async fn echo(ws: &mut Ws, text: &str) -> String {
+pub async fn echo(ws: &mut Ws, text: &str) -> String {
     ws.send(Message::text(text)).await.unwrap();
     loop {
         match tokio::time::timeout(Duration::from_secs(5), ws.next())
