@@ -126,6 +126,7 @@ impl App {
             Notice::WrongCode => cfg.notify.wrong_code,
             Notice::Abandoned => cfg.notify.abandoned,
             Notice::Replay => cfg.notify.replay,
+            Notice::Locked => cfg.notify.locked,
         };
         let (Some(account), Some(mailer), true) = (cfg.user(user).cloned(), self.mailer(), wanted) else {
             return;

@@ -135,6 +135,7 @@ pub struct NotifySettings {
     pub wrong_code: bool,
     pub abandoned: bool,
     pub replay: bool,
+    pub locked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,6 +352,7 @@ struct RawNotify {
     wrong_code: Option<bool>,
     abandoned: Option<bool>,
     replay: Option<bool>,
+    locked: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -583,6 +585,7 @@ impl Validator<'_> {
                 wrong_code: raw.notify.wrong_code.unwrap_or(true),
                 abandoned: raw.notify.abandoned.unwrap_or(true),
                 replay: raw.notify.replay.unwrap_or(true),
+                locked: raw.notify.locked.unwrap_or(true),
             },
             session: SessionSettings {
                 idle_timeout_secs: self.duration(

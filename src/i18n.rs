@@ -115,6 +115,7 @@ pub struct Text {
     pub err_too_many_codes: &'static str,
     pub err_expired: &'static str,
     pub err_form: &'static str,
+    pub err_throttled: &'static str,
 
     pub error_title: &'static str,
     pub not_found: &'static str,
@@ -158,6 +159,8 @@ pub struct Text {
     pub mail_abandoned_body: &'static str,
     pub mail_replay_subject: &'static str,
     pub mail_replay_body: &'static str,
+    pub mail_locked_subject: &'static str,
+    pub mail_locked_body: &'static str,
     pub mail_test_subject: &'static str,
     pub mail_test_body: &'static str,
 }
@@ -207,6 +210,7 @@ pub static JA: Text = Text {
     err_too_many_codes: "誤ったコードが続いたため、ログインを最初からやり直してください。",
     err_expired: "時間切れです。もう一度ログインしてください。",
     err_form: "フォームの送信を確認できませんでした。ページを再読み込みして、もう一度お試しください。",
+    err_throttled: "ログインの失敗が続いたため、しばらくログインできません。{n}分後にもう一度お試しください。",
 
     error_title: "エラー",
     not_found: "ページが見つかりません。",
@@ -250,6 +254,8 @@ pub static JA: Text = Text {
     mail_abandoned_body: "アカウント {user} の正しいパスワードが入力されましたが、認証コードが入力されないまま10分が経過しました。",
     mail_replay_subject: "使用済みの認証コードが入力されました",
     mail_replay_body: "アカウント {user} で、すでに使われた認証コードが再度入力されました。",
+    mail_locked_subject: "認証コードの入力がロックされました",
+    mail_locked_body: "アカウント {user} で誤った認証コードが続けて入力されたため、認証コードによるログインをロックしました。二段階認証をリセットするか、管理者にロックの解除を依頼してください。",
     mail_test_subject: "kanmon テストメール",
     mail_test_body: "kanmon からのテストメールです。このメールが届いていれば、SMTPの設定は正しく動作しています。",
 };
@@ -299,6 +305,7 @@ pub static EN: Text = Text {
     err_too_many_codes: "Too many wrong codes. Please log in again.",
     err_expired: "Your login took too long. Please log in again.",
     err_form: "The form could not be verified. Reload the page and try again.",
+    err_throttled: "Too many failed attempts. Try again in {n} minutes.",
 
     error_title: "Error",
     not_found: "Page not found.",
@@ -342,6 +349,8 @@ pub static EN: Text = Text {
     mail_abandoned_body: "The correct password for {user} was entered, but no authentication code followed within 10 minutes.",
     mail_replay_subject: "A used authentication code was entered",
     mail_replay_body: "An authentication code that had already been used was entered again for {user}.",
+    mail_locked_subject: "Code login was locked",
+    mail_locked_body: "Too many wrong authentication codes were entered for account {user}, so logging in with a code is locked. Reset two-step authentication, or ask an administrator to unlock the account.",
     mail_test_subject: "kanmon test e-mail",
     mail_test_body: "This is a test e-mail from kanmon. If it reached you, the SMTP settings work.",
 };

@@ -208,6 +208,7 @@ pub enum Notice {
     WrongCode,
     Abandoned,
     Replay,
+    Locked,
 }
 
 impl Notice {
@@ -222,6 +223,7 @@ impl Notice {
             ),
             Notice::Abandoned => (t.mail_abandoned_subject, t.mail_abandoned_body, t.mail_not_you_password),
             Notice::Replay => (t.mail_replay_subject, t.mail_replay_body, t.mail_not_you_password),
+            Notice::Locked => (t.mail_locked_subject, t.mail_locked_body, t.mail_not_you_password),
         }
     }
 
@@ -232,6 +234,7 @@ impl Notice {
             Notice::WrongCode => "mail.wrong_code",
             Notice::Abandoned => "mail.abandoned",
             Notice::Replay => "mail.replay",
+            Notice::Locked => "mail.locked",
         }
     }
 }

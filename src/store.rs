@@ -556,12 +556,16 @@ impl Store {
         Ok(result)
     }
 
-    /// Clears every failure limit on an account: the code step's count and lock, and the
+    /// Clears failure limits on an account: the code step's count and lock and/or the
     /// password step's recent failures (after a success, an unlock or a reset).
-    pub fn clear_failures(&self, user: &str) -> Result<()> {
+    pub fn clear_failures(&self, user: &str, code: bool, password: bool) -> Result<()> {
         let txn = self.db.begin_write()?;
-        txn.open_table(CODE_FAILURES)?.remove(user_key(user).as_str())?;
-        txn.open_table(RATE)?.remove(password_key(user).as_str())?;
+        if code {
+            txn.open_table(CODE_FAILURES)?.remove(user_key(user).as_str())?;
+        }
+        if password {
+            txn.open_table(RATE)?.remove(password_key(user).as_str())?;
+        }
         txn.commit()?;
         Ok(())
     }

@@ -188,6 +188,8 @@ pub enum Verdict {
     Replayed,
     ClockOff(i64),
     Wrong,
+    /// Not checked: the account is slowed down or locked (answered like `Wrong`).
+    Throttled,
 }
 
 pub fn verdict(secret: &TotpSecret, code: &Code, now: UnixTime, last_used: Option<TotpStep>) -> Verdict {

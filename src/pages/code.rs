@@ -6,6 +6,7 @@ use hyper::body::Incoming;
 
 use super::{CODE_PATH, Ctx, LOGIN_PATH, login_with, next_location};
 use crate::auth::session::{MAX_CODE_FAILURES, Session, SessionId, SessionState};
+use crate::auth::throttle::Gate;
 use crate::auth::totp::{self, Code, CodeFormatError, TotpSecret, Verdict};
 use crate::i18n::Text;
 use crate::mail::Notice;
@@ -77,6 +78,10 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         .app
         .store
         .run(move |st| {
+            // REQ-12: while the account is slowed or locked, no code is checked at all.
+            if st.code_failures(&uid)?.gate(now) != Gate::Open {
+                return Ok(Some(Verdict::Throttled));
+            }
             st.update_authenticator(&uid, |current| {
                 let Some(a) = current else { return (None, None) };
                 let Some(secret) = app
@@ -101,10 +106,15 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     match outcome {
         Ok(Some(Verdict::Accepted(_))) => {
             ctx.app.audit("login.success", Some(&user), ctx.ip(), None).await;
-            // REQ-40: a right code voids any outstanding reset link.
+            // REQ-13, REQ-40: a right code clears the failure count and voids any
+            // outstanding reset link.
             let uid = user.clone();
-            if let Err(e) = ctx.app.store.run(move |st| st.delete_reset_tokens(&uid)).await {
-                tracing::error!(error = %e, "voiding reset links failed");
+            let cleanup = ctx.app.store.run(move |st| {
+                st.clear_failures(&uid, true, false)?;
+                st.delete_reset_tokens(&uid)
+            });
+            if let Err(e) = cleanup.await {
+                tracing::error!(error = %e, "clearing after a right code failed");
             }
             let next = s.step_up(SessionState::Full { user, auth_time: now }, ctx.app.rng(), now);
             let location = next_location(&next);
@@ -112,12 +122,15 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         }
         Ok(Some(verdict)) => {
             let replay = verdict == Verdict::Replayed;
-            let event = if replay {
-                "login.code_replay"
-            } else {
-                "login.code_failed"
+            let event = match verdict {
+                Verdict::Replayed => "login.code_replay",
+                Verdict::Throttled => "login.code_throttled",
+                _ => "login.code_failed",
             };
             ctx.app.audit(event, Some(&user), ctx.ip(), None).await;
+            if verdict != Verdict::Throttled {
+                count_account_failure(ctx, &user, now).await;
+            }
             // The password was right: tell the user once per login (REQ-8, REQ-14).
             let notice = if replay {
                 Some(Notice::Replay)
@@ -167,6 +180,20 @@ pub fn wrong_code_message(t: &Text, verdict: Verdict) -> String {
             text.replace("{n}", &minutes)
         }
         _ => t.err_code_wrong.to_owned(),
+    }
+}
+
+/// REQ-10, REQ-11: wrong codes count against the account, across sessions; the one
+/// that locks it is told to the user.
+async fn count_account_failure(ctx: &Ctx, user: &str, now: crate::clock::UnixTime) {
+    let uid = user.to_owned();
+    match ctx.app.store.run(move |st| st.record_code_failure(&uid, now)).await {
+        Ok((_, true)) => {
+            ctx.app.audit("account.locked", Some(user), ctx.ip(), None).await;
+            ctx.app.notify(user, Notice::Locked, ctx.lang, ctx.origin());
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "counting a wrong code failed"),
     }
 }
 

@@ -7,6 +7,8 @@ use super::{Ctx, next_location};
 use crate::auth::redirect::SameSitePath;
 use crate::auth::reset;
 use crate::auth::session::{self, Session, SessionId, SessionState};
+use crate::auth::throttle;
+use crate::store;
 use crate::web::{self, Body};
 
 /// Longest password the form accepts; longer ones are not hashed at all.
@@ -87,6 +89,42 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let typed_user = posted.get("user").unwrap_or("").trim();
     let password = posted.get("password").unwrap_or("");
 
+    // REQ-15: failures are counted per typed user ID (existing or not) and per address;
+    // over the limit nothing is hashed and everybody gets the same answer.
+    let now = ctx.app.now();
+    let limits = &ctx.cfg.limits;
+    let keys = [store::password_key(typed_user), store::password_ip_key(&ctx.client_ip)];
+    let (lookup, since) = (keys.clone(), now - throttle::PASSWORD_WINDOW_SECS);
+    let recent = match ctx
+        .app
+        .store
+        .run(move |st| st.times(&[&lookup[0], &lookup[1]], since))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return ctx.internal_error("reading password failures failed", e),
+    };
+    let gate = throttle::password_gate(&recent[0], limits.password_failures_per_account, now).and(
+        throttle::password_gate(&recent[1], limits.password_failures_per_ip, now),
+    );
+    if let Err(retry_after) = gate {
+        ctx.app
+            .audit(
+                "login.password_throttled",
+                Some(typed_user).filter(|u| !u.is_empty()),
+                ctx.ip(),
+                None,
+            )
+            .await;
+        let minutes = ((retry_after + 59) / 60).to_string();
+        let message = ctx.t().err_throttled.replace("{n}", &minutes);
+        let mut r = form(ctx, StatusCode::TOO_MANY_REQUESTS, &s, typed_user, None, Some(&message));
+        if let Ok(v) = http::HeaderValue::from_str(&retry_after.to_string()) {
+            r.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+
     let cfg = ctx.cfg.clone();
     let account = cfg
         .user(typed_user)
@@ -103,6 +141,14 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let user = match (verified, account) {
         (true, Some(user)) => user,
         _ => {
+            let result = ctx
+                .app
+                .store
+                .run(move |st| st.add_time(&[&keys[0], &keys[1]], now, since))
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "counting a password failure failed");
+            }
             ctx.app
                 .audit(
                     "login.password_failed",
@@ -122,8 +168,11 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
+    let uid = user.id.clone();
+    if let Err(e) = ctx.app.store.run(move |st| st.clear_failures(&uid, false, true)).await {
+        tracing::error!(error = %e, "clearing password failures failed");
+    }
 
-    let now = ctx.app.now();
     let next_state = if !user.two_factor {
         SessionState::Full {
             user: user.id.clone(),
