@@ -160,6 +160,8 @@ pub struct Config {
     pub public_url: Option<http::Uri>,
     /// Lower-case host names (no port) the gateway answers to.
     pub allowed_hosts: Vec<String>,
+    /// Proxies in front of the gateway whose `X-Forwarded-For`/`-Host` count.
+    pub trusted_proxies: Vec<crate::auth::client::Cidr>,
     pub data_dir: PathBuf,
     pub issuer: String,
     pub default_lang: Lang,
@@ -244,6 +246,8 @@ struct RawConfig {
     public_url: Option<String>,
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     data_dir: String,
     #[serde(default = "default_issuer")]
     issuer: String,
@@ -527,6 +531,19 @@ impl Validator<'_> {
         }
         allowed_hosts.sort();
         allowed_hosts.dedup();
+        let trusted_proxies = raw
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                crate::auth::client::Cidr::parse(p).ok_or_else(|| {
+                    self.err(
+                        "trusted_proxies",
+                        p,
+                        format!("`{p}` is not an address or range such as 10.0.0.0/8"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
 
         let default_lang = match raw.default_lang.as_deref() {
             None => Lang::Ja,
@@ -561,6 +578,7 @@ impl Validator<'_> {
             upstream,
             public_url,
             allowed_hosts,
+            trusted_proxies,
             data_dir: self.path(&raw.data_dir),
             issuer: raw.issuer.trim().to_owned(),
             default_lang,

@@ -11,12 +11,12 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::auth::csrf;
 use crate::auth::host;
 use crate::auth::path::NormalizedPath;
 use crate::auth::random::random_bytes;
 use crate::auth::redirect::SameSitePath;
 use crate::auth::session::{self, LANG_COOKIE};
+use crate::auth::{client, csrf};
 use crate::i18n::Lang;
 use crate::live;
 use crate::pages::{self, Ctx, LOGIN_PATH};
@@ -86,14 +86,23 @@ async fn decide(
             cfg.default_lang,
         )
     });
-    let host = host::check(req.uri(), headers, &cfg.allowed_hosts);
+    // Behind a trusted proxy, the client and the host it used come from its headers.
+    let client_ip = client::client_ip(conn.peer.ip(), headers, &cfg.trusted_proxies);
+    let host = match client::forwarded_host(conn.peer.ip(), headers, &cfg.trusted_proxies) {
+        Some(h) => http::HeaderValue::from_str(&h).ok().and_then(|v| {
+            let mut only = http::HeaderMap::new();
+            only.insert(header::HOST, v);
+            host::check(&http::Uri::from_static("/"), &only, &cfg.allowed_hosts)
+        }),
+        None => host::check(req.uri(), headers, &cfg.allowed_hosts),
+    };
     let ctx = Ctx {
         app: app.clone(),
         cfg: cfg.clone(),
         host: host.clone(),
         lang,
         lang_chosen: lang_param.is_some(),
-        client_ip: conn.peer.ip(),
+        client_ip,
         request_id: request_id.to_owned(),
         uri: req.uri().clone(),
         headers: headers.clone(),
@@ -128,7 +137,7 @@ async fn decide(
         let f = Forward {
             path: &path,
             user: None,
-            client_ip: conn.peer.ip(),
+            client_ip,
             host: &host,
             stop: never,
         };
@@ -136,6 +145,12 @@ async fn decide(
     }
 
     let session = app.session(headers).await;
+    // REQ-25: a half-done login reaches nothing but its own step.
+    if let Some((_, pending)) = session.as_ref().filter(|(_, s)| !s.is_full() && s.user().is_some())
+        && is_navigation(&req)
+    {
+        return (secured(web::see_other(&pages::next_location(pending))), None);
+    }
     let full = session.filter(|(_, s)| s.is_full());
     let user = full
         .as_ref()
@@ -155,7 +170,7 @@ async fn decide(
     let f = Forward {
         path: &path,
         user: Some(&user),
-        client_ip: conn.peer.ip(),
+        client_ip,
         host: &host,
         stop,
     };

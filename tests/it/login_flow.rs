@@ -388,3 +388,26 @@ async fn idle_timeout_ends_a_session() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// REQ-25: a login that passed the password but not the code reaches nothing else: a
+/// navigation goes back to its own step, anything else gets 401.
+#[tokio::test]
+async fn req25_a_pending_login_reaches_only_its_own_step() {
+    let app = spawn_app().await;
+    let key = app.enroll("alice", ALICE_PASSWORD).await;
+    let b = app.new_browser();
+    app.clock.advance(30);
+    app.login_with(&b, "alice", ALICE_PASSWORD).await;
+    for path in ["/", "/dashboard", "/api/v1/items"] {
+        assert_eq!(location(&app.get_with(&b, path).await), "/_kanmon/code", "{path}");
+        assert_eq!(
+            app.api_get_with(&b, path).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    assert_eq!(location(&app.get_with(&b, "/_kanmon/enroll").await), "/_kanmon/code");
+    assert!(app.upstream.seen().is_empty());
+    let r = app.submit_code_with(&b, "/_kanmon/code", &totp(&key, app.now())).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the pending login still completes");
+}

@@ -272,3 +272,56 @@ async fn upstream_redirects_to_its_own_address_are_rewritten() {
     assert_eq!(r.status(), StatusCode::FOUND);
     assert_eq!(location(&r), "/target?from=redirect");
 }
+
+/// Behind a trusted proxy the client is the right-most untrusted X-Forwarded-For entry
+/// and the host is the proxy's X-Forwarded-Host (still checked against the allowed
+/// list); without one, both headers are ignored.
+#[tokio::test]
+async fn trusted_proxies_decide_who_the_client_is() {
+    let app = spawn_with(Setup {
+        extra_yaml: "trusted_proxies: [\"127.0.0.1\"]\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    app.login("carol", CAROL_PASSWORD).await;
+    let r = app
+        .client
+        .get(app.url("/x"))
+        .header("x-forwarded-for", "6.6.6.6, 198.51.100.7")
+        .header("x-forwarded-host", "localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        app.upstream.last().header("x-forwarded-for").as_deref(),
+        Some("198.51.100.7")
+    );
+    let r = app
+        .client
+        .get(app.url("/x"))
+        .header("x-forwarded-host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "a forwarded host must be allowed too"
+    );
+
+    let plain = spawn_app().await;
+    plain.login("carol", CAROL_PASSWORD).await;
+    plain
+        .client
+        .get(plain.url("/x"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        plain.upstream.last().header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1"),
+        "no proxy trusted by default"
+    );
+}
