@@ -21,7 +21,7 @@ pub const BOB_PASSWORD: &str = "bob-battery-staple";
 pub const CAROL_PASSWORD: &str = "carol-no-second-factor";
 
 /// Hashing is slow on purpose; every test process hashes the three passwords once.
-fn hashes() -> &'static [String; 3] {
+pub fn hashes() -> &'static [String; 3] {
     static H: OnceLock<[String; 3]> = OnceLock::new();
     H.get_or_init(|| {
         let rng = kanmon::auth::SystemRandom;
