@@ -12,13 +12,22 @@ pub fn token_matches(expected: &str, given: &str) -> bool {
 
 /// `Origin`, when sent, must be this very origin; otherwise `Sec-Fetch-Site`, when
 /// sent, must be same-origin (or none: typed into the address bar).
+///
+/// `Origin: null` is what browsers send with every form POST from our own pages: the
+/// gateway's `Referrer-Policy: no-referrer` makes them hide the origin (Fetch,
+/// "serializing a request origin"). For it the browser's `Sec-Fetch-Site` decides, and
+/// only `same-origin` passes.
 pub fn same_origin(headers: &HeaderMap, host: &AllowedHost) -> bool {
+    let site = headers.get("sec-fetch-site").map(|v| v.to_str());
     if let Some(origin) = headers.get(http::header::ORIGIN) {
+        if origin.as_bytes() == b"null" {
+            return matches!(site, Some(Ok("same-origin")));
+        }
         return origin
             .to_str()
             .is_ok_and(|o| o == format!("https://{}", host.authority()));
     }
-    match headers.get("sec-fetch-site").map(|v| v.to_str()) {
+    match site {
         None => true,
         Some(Ok(site)) => matches!(site, "same-origin" | "none"),
         Some(Err(_)) => false,
@@ -63,6 +72,13 @@ mod tests {
         assert!(!same_origin(&h, &host()));
         h.insert("origin", "null".parse().unwrap());
         assert!(!same_origin(&h, &host()));
+        // A form POST from our own page under `Referrer-Policy: no-referrer`.
+        h.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        assert!(same_origin(&h, &host()));
+        for site in ["cross-site", "same-site", "none"] {
+            h.insert("sec-fetch-site", site.parse().unwrap());
+            assert!(!same_origin(&h, &host()), "Origin: null with {site}");
+        }
         let mut h = HeaderMap::new();
         h.insert("sec-fetch-site", "cross-site".parse().unwrap());
         assert!(!same_origin(&h, &host()));
