@@ -17,6 +17,7 @@ use crate::mail::{self, Mailer, Notice, Origin};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::render::Renderer;
+use crate::session_cache::SessionCache;
 use crate::store::{AuditEvent, Store, StoreError};
 
 pub struct App {
@@ -31,6 +32,7 @@ pub struct App {
     pub proxy: Proxy,
     pub live: Live,
     pub metrics: Metrics,
+    sessions: SessionCache,
 }
 
 impl App {
@@ -57,6 +59,7 @@ impl App {
             proxy,
             live: Live::default(),
             metrics: Metrics::default(),
+            sessions: SessionCache::default(),
         }
     }
 
@@ -168,14 +171,20 @@ impl App {
 
     pub async fn session_by_id(&self, id: &SessionId) -> Option<Session> {
         let key = id.key();
-        let found = self.store.run(move |s| s.session(&key)).await;
-        let s = match found {
-            Ok(Some(s)) => s,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::error!(error = %e, "session lookup failed");
-                return None;
-            }
+        let epoch = self.live.epoch();
+        let s = match self.sessions.get(&key, epoch) {
+            Some(s) => s,
+            None => match self.store.run(move |s| s.session(&key)).await {
+                Ok(Some(s)) => {
+                    self.sessions.put(key, &s, epoch);
+                    s
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::error!(error = %e, "session lookup failed");
+                    return None;
+                }
+            },
         };
         let cfg = self.config();
         let now = self.now();
@@ -189,7 +198,7 @@ impl App {
             return None;
         }
         if s.needs_touch(now) {
-            let key = id.key();
+            self.sessions.touch(&key, now);
             let store = self.store.clone();
             tokio::task::spawn_blocking(move || {
                 let _ = store.update_session(&key, |cur| {

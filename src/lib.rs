@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod reload;
 pub mod render;
 pub mod server;
+pub mod session_cache;
 pub mod store;
 pub mod tls;
 pub mod web;

@@ -37,6 +37,11 @@ impl Live {
     pub fn sessions_changed(&self) {
         self.epoch.send_modify(|e| *e += 1);
     }
+
+    /// Changes whenever a session ends; cached sessions from an older epoch are stale.
+    pub fn epoch(&self) -> u64 {
+        *self.epoch.borrow()
+    }
 }
 
 /// Resolves when the session is no longer live.
