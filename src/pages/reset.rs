@@ -28,6 +28,10 @@ pub async fn route(ctx: &Ctx, sub: &str, req: Request<Incoming>) -> Response<Bod
     }
     match (sub, req.method()) {
         ("", &Method::POST) => request(ctx, req).await,
+        // The screen that answers the button's POST is at this address, so its language
+        // switch (`?lang=`, remembered by the router's cookie) and a browser coming back
+        // to it land here: they get the code screen, not an error.
+        ("", &Method::GET | &Method::HEAD) => web::see_other(super::CODE_PATH),
         ("confirm", &Method::GET | &Method::HEAD) => confirm_page(ctx).await,
         ("confirm", &Method::POST) => confirm(ctx, req).await,
         ("" | "confirm", _) => ctx.error_page(StatusCode::METHOD_NOT_ALLOWED, ctx.t().bad_request),

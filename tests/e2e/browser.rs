@@ -11,11 +11,11 @@ use thirtyfour::prelude::*;
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-pub const MISSING: &str = "skipped: chromium/chromedriver not installed (apt-get install chromium chromium-driver)";
+pub const MISSING: &str = "skipped: chromium/chromedriver/certutil not installed \
+     (apt-get install chromium chromium-driver libnss3-tools)";
 
-/// Flags that work on these machines (no sandbox as root, nothing phoning home). The
-/// certificate flag is for the test gateway's own self-signed certificate: every
-/// browser here only ever talks to the one gateway its test started.
+/// Flags that work on these machines (no sandbox as root, nothing phoning home). No
+/// `--ignore-certificate-errors`: the browsers trust the test CA (see `certs`).
 const FLAGS: &[&str] = &[
     "--headless",
     "--no-sandbox",
@@ -25,7 +25,6 @@ const FLAGS: &[&str] = &[
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--ignore-certificate-errors",
 ];
 
 /// How long a page may take to get where a test expects it.
@@ -43,7 +42,10 @@ macro_rules! require_browser {
 pub(crate) use require_browser;
 
 pub fn available() -> bool {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+    if [CHROMIUM, CHROMEDRIVER, crate::certs::CERTUTIL]
+        .iter()
+        .all(|p| Path::new(p).exists())
+    {
         return true;
     }
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
@@ -58,10 +60,12 @@ pub fn available() -> bool {
 
 /// The chromedriver of this test process, started on first use on a free port. It is
 /// spawned from a thread that lives as long as the process, with a parent-death signal,
-/// so it goes away with the test binary.
+/// so it goes away with the test binary. The browsers it starts inherit its `HOME`,
+/// whose NSS database trusts the test CA.
 fn chromedriver() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
+        let home = crate::certs::browser_home();
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -73,6 +77,7 @@ fn chromedriver() -> &'static str {
                 use std::os::unix::process::CommandExt;
                 let mut cmd = std::process::Command::new(CHROMEDRIVER);
                 cmd.arg(format!("--port={port}"))
+                    .env("HOME", &home)
                     .stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null());

@@ -7,7 +7,7 @@ use thirtyfour::prelude::*;
 
 use crate::browser::{Browser, require_browser};
 use crate::helpers::*;
-use crate::{EN, JA, KeyUri, Labels, decode_qr, wrong_code};
+use crate::{EN, JA, KeyUri, Labels, decode_qr, trusted_app, wrong_code};
 
 /// Login screen: types user ID and password and presses the button.
 pub async fn submit_password(b: &Browser, user: &str, password: &str) {
@@ -80,7 +80,7 @@ async fn first_login(b: &Browser, now: i64, l: &Labels, target: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn m5_m6_first_login_in_japanese_with_the_qr_code_read_off_the_screen() {
     require_browser!();
-    let app = spawn_app().await;
+    let app = trusted_app().await;
     let b = Browser::open(JA.accept, 1280, 800).await;
     b.goto(app.url("/anything")).await.unwrap();
     b.wait_path("/_kanmon/login").await;
@@ -95,7 +95,7 @@ async fn m5_m6_first_login_in_japanese_with_the_qr_code_read_off_the_screen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_login_in_english_chosen_with_the_language_switch() {
     require_browser!();
-    let app = spawn_app().await;
+    let app = trusted_app().await;
     let b = Browser::open(JA.accept, 1280, 800).await;
     b.goto(app.url("/anything?x=1")).await.unwrap();
     b.wait_path("/_kanmon/login").await;
@@ -113,7 +113,7 @@ async fn first_login_in_english_chosen_with_the_language_switch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_login_in_english_from_accept_language() {
     require_browser!();
-    let app = spawn_app().await;
+    let app = trusted_app().await;
     let b = Browser::open(EN.accept, 1280, 800).await;
     b.goto(app.url("/anything")).await.unwrap();
     b.wait_path("/_kanmon/login").await;
@@ -127,7 +127,7 @@ async fn first_login_in_english_from_accept_language() {
 /// is announced (`role="alert"`) and tied to the field (`aria-describedby`), and the
 /// right code then opens the page first asked for.
 async fn later_login_wrong_code_then_right_one(l: &Labels) {
-    let app = spawn_app().await;
+    let app = trusted_app().await;
     let key = app.enroll("alice", ALICE_PASSWORD).await;
     app.clock.advance(30);
     let b = Browser::open(l.accept, 1280, 800).await;
@@ -188,7 +188,7 @@ async fn tab_to_submit(b: &Browser, max: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyboard_only_login_enrollment_logout_and_code() {
     require_browser!();
-    let app = spawn_app().await;
+    let app = trusted_app().await;
     let b = Browser::open(JA.accept, 1280, 800).await;
     b.goto(app.url("/private")).await.unwrap();
     b.wait_path("/_kanmon/login").await;

@@ -8,7 +8,7 @@ use thirtyfour::prelude::*;
 use crate::browser::{Browser, require_browser};
 use crate::flows::submit_password;
 use crate::helpers::*;
-use crate::{EN, JA, wrong_code};
+use crate::{EN, JA, trusted_app, wrong_code};
 
 #[derive(Debug, Deserialize)]
 struct Rect {
@@ -114,7 +114,7 @@ async fn check_enrollment(b: &Browser, width: u32, height: u32) {
 }
 
 async fn layout_at(width: u32, height: u32) {
-    let app = spawn_app().await;
+    let app = trusted_app().await;
     let b = Browser::open(JA.accept, width, height).await;
     b.goto(app.url("/page")).await.unwrap();
     b.wait_path("/_kanmon/login").await;

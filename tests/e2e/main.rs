@@ -5,8 +5,12 @@
 //! the QR code from a screenshot, types codes, uses the keyboard only, looks at the
 //! layout on a desktop and a phone viewport.
 //!
-//! Without /usr/bin/chromium and /usr/bin/chromedriver every test says it was skipped
-//! and passes; with the environment variable `CI` set, a missing browser fails them.
+//! The browsers trust the gateways' certificates through an NSS database with a test CA
+//! (see `certs`), not by ignoring certificate errors.
+//!
+//! Without /usr/bin/chromium, /usr/bin/chromedriver and /usr/bin/certutil every test
+//! says it was skipped and passes; with the environment variable `CI` set, a missing
+//! browser fails them.
 //! `KANMON_SCREENSHOTS=1` rewrites `docs/screenshots/`.
 
 #[path = "../it/helpers.rs"]
@@ -15,19 +19,40 @@ mod helpers;
 #[allow(dead_code)]
 #[path = "../it/upstream.rs"]
 mod upstream;
+// The real SMTP server of the integration tests, for the reset e-mail.
+#[allow(dead_code)]
+#[path = "../it/smtp.rs"]
+mod smtp;
 
 mod browser;
+mod certs;
 
 mod flows;
 mod layout;
 mod live;
+mod reset;
 mod screenshots;
 
 use std::sync::Arc;
 
 use kanmon::clock::{Clock, ManualClock};
 
-use crate::helpers::{START, client, hashes};
+use crate::helpers::{START, Setup, TestApp, client, hashes, spawn_with};
+
+/// A gateway in front of the recording upstream (as `spawn_with` of the integration
+/// tests) with a certificate from the test CA, which the browsers trust.
+pub async fn trusted_gateway(setup: Setup) -> TestApp {
+    spawn_with(Setup {
+        tls: Some(certs::gateway_tls()),
+        ..setup
+    })
+    .await
+}
+
+/// `trusted_gateway` with the integration tests' default setup.
+pub async fn trusted_app() -> TestApp {
+    trusted_gateway(Setup::default()).await
+}
 
 /// What a screen must say, per language, as BEHAVIOUR.md's table of labels has it.
 pub struct Labels {
@@ -45,6 +70,20 @@ pub struct Labels {
     pub code_screen: &'static str,
     /// The language switch that leads to this language from the other one.
     pub switch_here: &'static str,
+    /// The button on the code screen that sends the reset e-mail.
+    pub reset_button: &'static str,
+    /// The start and end of the notice after it, around the masked address.
+    pub reset_sent: (&'static str, &'static str),
+    /// The confirmation page behind the link: heading, question, button.
+    pub reset_confirm_title: &'static str,
+    pub reset_question: &'static str,
+    pub reset_confirm: &'static str,
+    /// The page for the link opened in another browser.
+    pub reset_other_browser: &'static str,
+    /// The login screen's notice after the reset.
+    pub reset_done: &'static str,
+    pub logout: &'static str,
+    pub logged_out: &'static str,
 }
 
 pub const JA: Labels = Labels {
@@ -59,6 +98,18 @@ pub const JA: Labels = Labels {
     submit: "送信",
     code_screen: "認証コードを入力",
     switch_here: "日本語",
+    reset_button: "二段階認証をリセット",
+    reset_sent: (
+        "「Two-Factor Authentication Reset」という件名のメールを ",
+        " に送信しました。",
+    ),
+    reset_confirm_title: "二段階認証のリセット",
+    reset_question: "アカウント alice から認証アプリケーションの関連付けを解除しますか?",
+    reset_confirm: "関連付けを解除",
+    reset_other_browser: "このリンクは「二段階認証をリセット」をクリックしたWebブラウザーで開いてください。",
+    reset_done: "二段階認証がリセットされました。",
+    logout: "ログアウト",
+    logged_out: "ログアウトしました。",
 };
 
 pub const EN: Labels = Labels {
@@ -73,6 +124,18 @@ pub const EN: Labels = Labels {
     submit: "Submit",
     code_screen: "Enter authentication code",
     switch_here: "English",
+    reset_button: "Reset two-step authentication",
+    reset_sent: (
+        "An e-mail with the subject “Two-Factor Authentication Reset” was sent to ",
+        ". ",
+    ),
+    reset_confirm_title: "Reset two-step authentication",
+    reset_question: "Remove the authenticator from account alice?",
+    reset_confirm: "Remove the authenticator",
+    reset_other_browser: "Open this link in the browser where you clicked “Reset two-step authentication”.",
+    reset_done: "Two-step authentication was reset.",
+    logout: "Log out",
+    logged_out: "You have been logged out.",
 };
 
 /// The `otpauth://` key URI of a QR code, taken apart.
@@ -154,10 +217,9 @@ pub struct DemoGateway {
 impl DemoGateway {
     pub async fn start() -> DemoGateway {
         let dir = tempfile::tempdir().unwrap();
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let cert_pem = ck.cert.pem();
-        std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
-        std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+        let tls = certs::gateway_tls();
+        std::fs::write(dir.path().join("cert.pem"), &tls.cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &tls.key_pem).unwrap();
         let [a, _, c] = hashes();
         let yaml = format!(
             r#"listen: 127.0.0.1:0
@@ -185,7 +247,7 @@ users:
         DemoGateway {
             base: format!("https://localhost:{}", running.addr.port()),
             clock,
-            client: client(&cert_pem),
+            client: client(&tls.trust_pem),
             _dir: dir,
             _running: running,
         }

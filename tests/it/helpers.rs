@@ -40,6 +40,29 @@ pub struct Setup {
     /// Another upstream than the recording one (which still runs, unused), e.g. an
     /// `https://` server or nginx started by the test. `None`: the recording upstream.
     pub upstream_url: Option<String>,
+    /// The gateway's certificate; `None`: a fresh self-signed one.
+    pub tls: Option<TestTls>,
+}
+
+/// A certificate and key for a test gateway, and what its clients trust (the
+/// certificate itself, or the CA that issued it).
+pub struct TestTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub trust_pem: String,
+}
+
+impl TestTls {
+    /// A fresh self-signed certificate for `localhost` and `127.0.0.1`.
+    pub fn self_signed() -> TestTls {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let cert_pem = ck.cert.pem();
+        TestTls {
+            trust_pem: cert_pem.clone(),
+            cert_pem,
+            key_pem: ck.signing_key.serialize_pem(),
+        }
+    }
 }
 
 impl Default for Setup {
@@ -50,6 +73,7 @@ impl Default for Setup {
             upstream: true,
             smtp_yaml: None,
             upstream_url: None,
+            tls: None,
         }
     }
 }
@@ -60,6 +84,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub upstream: Upstream,
     pub client: reqwest::Client,
+    /// What clients trust: the gateway's certificate, or the CA that issued it.
     pub cert_pem: String,
     pub dir: tempfile::TempDir,
     pub running: Option<Running>,
@@ -75,10 +100,10 @@ pub async fn spawn_with(setup: Setup) -> TestApp {
         .with_env_filter("kanmon=warn")
         .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert_pem = ck.cert.pem();
-    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let tls = setup.tls.unwrap_or_else(TestTls::self_signed);
+    std::fs::write(dir.path().join("cert.pem"), &tls.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &tls.key_pem).unwrap();
+    let cert_pem = tls.trust_pem;
     let upstream = Upstream::start().await;
     if !setup.upstream {
         upstream.stop();

@@ -378,6 +378,26 @@ async fn req56_starttls_verifies_certificates() {
     assert!(plain.messages().iter().all(|m| m.subject != RESET));
 }
 
+/// The screen that answers the reset button's POST is at `/_kanmon/reset`; its language
+/// switch (a GET there) and a browser coming back to it get the code screen.
+#[tokio::test]
+async fn a_get_of_the_reset_address_leads_to_the_code_screen() {
+    let (app, _sink) = with_sink(Mode::Plain, "none", "", "").await;
+    app.enroll("alice", ALICE_PASSWORD).await;
+    let b = app.new_browser();
+    assert_eq!(request_reset(&app, &b).await.status(), StatusCode::OK);
+    let r = app.get_with(&b, "/_kanmon/reset?lang=en").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/_kanmon/code");
+    let page = app.get_with(&b, "/_kanmon/code").await.text().await.unwrap();
+    assert!(
+        page.contains("Enter authentication code"),
+        "in the language picked: {page}"
+    );
+    let r = b.head(app.url("/_kanmon/reset")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
 /// REQ-51: self-service reset can be switched off.
 #[tokio::test]
 async fn req51_self_service_reset_can_be_switched_off() {
