@@ -97,6 +97,33 @@ impl Ctx {
         Some(self.client_ip.to_string())
     }
 
+    pub fn user_agent(&self) -> Option<String> {
+        self.headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(crate::audit::clean_user_agent)
+    }
+
+    /// Records an event caused at the screens, with this request's address and browser.
+    pub async fn audit(&self, event: &str, user: Option<&str>, detail: Option<String>) {
+        self.audit_as(crate::audit::BROWSER, event, user, detail).await;
+    }
+
+    pub async fn audit_as(&self, actor: &str, event: &str, user: Option<&str>, detail: Option<String>) {
+        self.app
+            .record(crate::store::AuditEvent {
+                time: self.app.now(),
+                event: event.to_owned(),
+                user: user.map(str::to_owned),
+                ip: self.ip(),
+                detail,
+                actor: actor.to_owned(),
+                user_agent: self.user_agent(),
+                outcome: crate::audit::outcome_of(event).to_owned(),
+            })
+            .await;
+    }
+
     /// Time, address and browser of this request, for security e-mails.
     pub fn origin(&self) -> crate::mail::Origin {
         let user_agent = self.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());

@@ -848,7 +848,8 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let p = entry.unwrap().path();
         if p.is_dir() {
             out.extend(files_under(&p));
-        } else {
+        } else if p.is_file() {
+            // Files only: the control socket holds nothing and cannot be read.
             out.push(p);
         }
     }
