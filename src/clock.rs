@@ -108,7 +108,11 @@ pub fn parse_utc(s: &str) -> Option<UnixTime> {
         None => (s, None),
     };
     let mut d = date.splitn(3, '-');
-    let (y, m, day) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
+    let (y, m, day) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
     let (hh, mm) = match time {
         Some(t) => {
             let (h, m) = t.split_once(':')?;

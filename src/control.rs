@@ -72,8 +72,14 @@ pub async fn serve(listener: UnixListener, app: Arc<App>) {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     let own = unsafe { libc::geteuid() };
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait a little rather than spin.
+                tracing::warn!(error = %e, "accepting a control connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let app = app.clone();
         tokio::spawn(async move {
@@ -87,30 +93,28 @@ pub async fn serve(listener: UnixListener, app: Arc<App>) {
 async fn answer(stream: UnixStream, app: Arc<App>, own: u32) {
     let peer = stream.peer_cred().map(|c| c.uid());
     let (read, mut write) = stream.into_split();
-    let reply = match peer {
-        Ok(uid) if peer_allowed(uid, own) => {
-            let mut line = String::new();
-            let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES));
-            match reader.read_line(&mut line).await {
-                Ok(_) => match serde_json::from_str::<Command>(line.trim()) {
-                    Ok(command) => match admin::run(&app, &Actor::cli(), command).await {
-                        Ok(output) => Reply {
-                            ok: true,
-                            output: Some(output),
-                            error: None,
-                        },
-                        Err(e) => Reply::err(e),
-                    },
-                    Err(e) => Reply::err(format!("not a command: {e}")),
-                },
-                Err(e) => Reply::err(e),
-            }
-        }
-        Ok(uid) => {
+    // The line is read (bounded) even from a peer that will be refused, so its client
+    // sees the refusal rather than a broken pipe.
+    let mut line = String::new();
+    let read = BufReader::new(read.take(MAX_REQUEST_BYTES)).read_line(&mut line).await;
+    let reply = match (peer, read) {
+        (Ok(uid), _) if !peer_allowed(uid, own) => {
             tracing::warn!(uid, "refused a control connection from another user");
             Reply::err(format!("user {uid} may not control this gateway"))
         }
-        Err(e) => Reply::err(format!("cannot tell who is asking: {e}")),
+        (Err(e), _) => Reply::err(format!("cannot tell who is asking: {e}")),
+        (Ok(_), Err(e)) => Reply::err(e),
+        (Ok(_), Ok(_)) => match serde_json::from_str::<Command>(line.trim()) {
+            Ok(command) => match admin::run(&app, &Actor::cli(), command).await {
+                Ok(output) => Reply {
+                    ok: true,
+                    output: Some(output),
+                    error: None,
+                },
+                Err(e) => Reply::err(e),
+            },
+            Err(e) => Reply::err(format!("not a command: {e}")),
+        },
     };
     let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| r#"{"ok":false}"#.to_owned());
     text.push('\n');

@@ -94,15 +94,21 @@ fn der_item(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 pub fn not_after(cert: &[u8]) -> Option<UnixTime> {
     const SEQUENCE: u8 = 0x30;
     const VERSION: u8 = 0xa0;
-    let (SEQUENCE, cert, _) = der_item(cert)? else { return None };
-    let (SEQUENCE, tbs, _) = der_item(cert)? else { return None };
+    let (SEQUENCE, cert, _) = der_item(cert)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = der_item(cert)? else {
+        return None;
+    };
     let (tag, _, mut rest) = der_item(tbs)?;
     if tag == VERSION {
         rest = der_item(rest)?.2; // the serial number
     }
     rest = der_item(rest)?.2; // signature algorithm
     rest = der_item(rest)?.2; // issuer
-    let (SEQUENCE, validity, _) = der_item(rest)? else { return None };
+    let (SEQUENCE, validity, _) = der_item(rest)? else {
+        return None;
+    };
     let (_, _, after_not_before) = der_item(validity)?;
     let (tag, time, _) = der_item(after_not_before)?;
     asn1_time(tag, std::str::from_utf8(time).ok()?)
@@ -139,7 +145,10 @@ mod tests {
 
     #[test]
     fn reads_not_after_in_both_time_forms() {
-        assert_eq!(not_after(&cert_until(2033)), Some(unix_from_civil(2033, 5, 18, 0, 0, 0)));
+        assert_eq!(
+            not_after(&cert_until(2033)),
+            Some(unix_from_civil(2033, 5, 18, 0, 0, 0))
+        );
         assert_eq!(
             not_after(&cert_until(2051)),
             Some(unix_from_civil(2051, 5, 18, 0, 0, 0)),

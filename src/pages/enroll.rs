@@ -74,7 +74,7 @@ async fn screen(ctx: &Ctx, status: StatusCode, s: &Session, user: &str, error: O
         ctx.t().enroll_title,
         minijinja::context! {
             csrf => &s.csrf, action => ENROLL_PATH, error => error, freshness => freshness,
-            qr_svg => qr_svg(&uri), key_groups => secret.grouped(),
+            qr_svg => qr_svg(&uri), key_groups => secret.grouped(), server_time => now,
         },
     )
 }

@@ -6,6 +6,7 @@ mod framing;
 mod helpers;
 mod upstream;
 
+mod admin;
 mod cli;
 mod limits;
 mod login_flow;
