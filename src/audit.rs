@@ -16,8 +16,9 @@ pub fn admin_actor(id: &str) -> String {
 
 /// `failure` for events that refused, failed or limited something; `success` otherwise.
 pub fn outcome_of(event: &str) -> &'static str {
-    const FAILING: [&str; 9] = [
+    const FAILING: [&str; 10] = [
         "failed",
+        "required",
         "refused",
         "rejected",
         "throttled",
@@ -63,6 +64,7 @@ mod tests {
             "mail.locked.failed",
             "enroll.refused_other_browser",
             "admin.denied",
+            "admin.step_up_required",
         ] {
             assert_eq!(outcome_of(e), "failure", "{e}");
         }

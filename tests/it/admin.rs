@@ -574,8 +574,10 @@ async fn audit_records_carry_actor_user_agent_and_outcome_and_no_secret() {
     app.login_with(&c, ALICE_PASSWORD, ALICE_PASSWORD).await;
     let key = app.enroll_with(&c, "alice", ALICE_PASSWORD).await;
     let b = app.new_browser();
+    let used = totp(&key, app.now());
     app.clock.advance(30);
     app.login_with(&b, "alice", ALICE_PASSWORD).await;
+    app.submit_code_with(&b, "/_kanmon/code", &used).await;
     let wrong_code = if totp(&key, app.now()) == "123456" {
         "654321"
     } else {
@@ -596,9 +598,19 @@ async fn audit_records_carry_actor_user_agent_and_outcome_and_no_secret() {
     assert_eq!(unknown.detail.as_deref(), Some("unknown user ID"));
     assert_eq!(find(&t, "login.success", "alice").outcome, "success");
     assert_eq!(find(&t, "login.code_failed", "alice").outcome, "failure");
+    assert_eq!(find(&t, "login.code_replay", "alice").outcome, "failure");
     find(&t, "enroll.completed", "alice");
 
-    let all = serde_json::to_string(&t).unwrap();
+    // Every text field (times are numbers, where six digits could turn up by chance).
+    let all: String = t
+        .iter()
+        .map(|e| {
+            format!(
+                "{}|{:?}|{:?}|{:?}|{}|{:?}|{}\n",
+                e.event, e.user, e.ip, e.detail, e.actor, e.user_agent, e.outcome
+            )
+        })
+        .collect();
     for secret in [
         ALICE_PASSWORD,
         "wrong-password-123",
