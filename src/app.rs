@@ -87,14 +87,47 @@ impl App {
         self.loaded_at.store(self.now(), Ordering::Relaxed);
         for user in &changes.second_step_off {
             let u = user.clone();
-            if let Err(e) = self.store.run(move |s| s.reset_second_factor(&u)).await {
-                tracing::error!(error = %e, user, "removing an association failed");
+            match self.store.run(move |s| s.reset_second_factor(&u)).await {
+                Ok(true) => {
+                    let detail = Some("two_factor switched off".to_owned());
+                    self.audit("account.association_removed", Some(user), None, detail)
+                        .await;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, user, "removing an association failed"),
             }
         }
         for user in &changes.ended {
             self.end_user_sessions(user).await;
         }
         Ok(changes)
+    }
+
+    /// M-11 at start: an account whose second step was switched off while the gateway
+    /// was stopped loses its association now, as a reload would have done.
+    pub async fn forget_switched_off(&self) {
+        let cfg = self.config();
+        let off: Vec<String> = match self.store.run(|s| s.associated_users()).await {
+            Ok(users) => users
+                .into_iter()
+                .filter(|u| cfg.user(u).is_some_and(|a| !a.two_factor))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "reading associations failed");
+                return;
+            }
+        };
+        for user in off {
+            let u = user.clone();
+            match self.store.run(move |s| s.reset_second_factor(&u)).await {
+                Ok(_) => {
+                    let detail = Some("two_factor is off in the configuration at start".to_owned());
+                    self.audit("account.association_removed", Some(&user), None, detail)
+                        .await;
+                }
+                Err(e) => tracing::error!(error = %e, user, "removing an association failed"),
+            }
+        }
     }
 
     /// Removes expired sessions and stale pending enrollments. A login that stopped at

@@ -200,6 +200,20 @@ impl Config {
         self.users.values()
     }
 
+    /// A warning when the users file (password hashes) is readable by group or others.
+    pub fn users_file_warning(&self) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let file = self.users_file.as_ref()?;
+        let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "{}: the password hashes are readable by group or others (mode {mode:o}); run `chmod 600 {}`",
+                file.display(),
+                file.display()
+            )
+        })
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
@@ -1225,6 +1239,12 @@ mod tests {
         let c = c.unwrap();
         assert_eq!(c.users_file.as_deref(), Some(dir.path().join("users.yaml").as_path()));
         assert!(c.user("alice").is_some() && c.user("BOB").is_some_and(|b| !b.two_factor));
+        use std::os::unix::fs::PermissionsExt;
+        let file = dir.path().join("users.yaml");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(c.users_file_warning().unwrap().contains("chmod 600"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(c.users_file_warning(), None);
         let (_d, c) = with_users_file("", "");
         assert_eq!(c.unwrap().users().count(), 0, "an empty users file is no accounts");
     }

@@ -148,6 +148,9 @@ impl Running {
 
 pub async fn build(config: Config, options: Options) -> Result<Running, StartError> {
     tls::install_crypto_provider();
+    if let Some(w) = config.users_file_warning() {
+        tracing::warn!("{w}");
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -199,6 +202,7 @@ pub async fn build(config: Config, options: Options) -> Result<Running, StartErr
         proxy,
     ));
     check_clock(&app, options.clock_check);
+    app.forget_switched_off().await;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(server::serve_tls(listener, tls, app.clone(), shutdown_rx));
     let reloader = Arc::new(Reloader::new(app.clone(), certs.clone()));

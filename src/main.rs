@@ -103,6 +103,9 @@ fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {
+                if let Some(w) = c.users_file_warning() {
+                    eprintln!("warning: {w}");
+                }
                 println!("{}: OK ({} accounts)", config.display(), c.users().count());
                 ExitCode::SUCCESS
             }

@@ -84,6 +84,9 @@ impl Reloader {
                 return Err(e.to_string());
             }
         };
+        if let Some(w) = next.users_file_warning() {
+            tracing::warn!("{w}");
+        }
         let old = self.app.config();
         for (what, changed) in [
             ("listen", next.listen != old.listen),

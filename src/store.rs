@@ -488,6 +488,13 @@ impl Store {
         Ok(had)
     }
 
+    /// The (lower-cased) IDs of every account with an associated authenticator.
+    pub fn associated_users(&self) -> Result<Vec<String>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(AUTHENTICATORS)?;
+        table.iter()?.map(|e| Ok(e?.0.value().to_owned())).collect()
+    }
+
     /// The stored state of several accounts, read in one transaction.
     pub fn account_records(&self, users: &[String]) -> Result<Vec<AccountRecord>> {
         let txn = self.db.begin_read()?;
@@ -825,7 +832,10 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter()?.rev().take(AUDIT_SCAN_LIMIT) {
             let (_, v) = entry?;
-            let e: AuditEvent = from_json(v.value())?;
+            // One unreadable record does not hide the rest of the trail.
+            let Ok(e) = from_json::<AuditEvent>(v.value()) else {
+                continue;
+            };
             if filter.matches(&e) {
                 out.push(e);
                 if out.len() >= limit {
@@ -1001,7 +1011,9 @@ mod tests {
             browser: String::new(),
         };
         s.put_reset_token(&[7; 32], &token).unwrap();
+        assert_eq!(s.associated_users().unwrap(), ["bob"]);
         assert!(s.reset_second_factor("BOB").unwrap());
+        assert!(s.associated_users().unwrap().is_empty());
         assert!(s.authenticator("bob").unwrap().is_none());
         assert!(s.reset_token(&[7; 32]).unwrap().is_none());
         assert_eq!(s.code_failures("bob").unwrap(), CodeFailures::default());

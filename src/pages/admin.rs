@@ -33,23 +33,23 @@ const AUDIT_ROWS: usize = 100;
 /// Every path under `/_kanmon/admin`: anyone but an administrator gets 403 first.
 pub async fn route(ctx: &Ctx, sub: &str, req: Request<Incoming>) -> Response<Body> {
     let current = ctx.session().await;
-    let admin = current
+    let granted = current
         .as_ref()
-        .and_then(|(_, s)| admin_of(s, &ctx.cfg).map(|a| (s.clone(), a)));
-    let Some((session, admin)) = admin else {
+        .and_then(|(_, s)| admin_of(s, &ctx.cfg))
+        .zip(current.as_ref());
+    let Some((admin, (id, session))) = granted else {
         if let Some(user) = current.as_ref().and_then(|(_, s)| s.user()) {
             ctx.audit("admin.denied", Some(user), None).await;
         }
         return ctx.error_page(StatusCode::FORBIDDEN, ctx.t().forbidden);
     };
-    let id = current.map(|(id, _)| id).expect("an admin session has an id");
     match (sub, req.method()) {
         ("", &Method::GET | &Method::HEAD) => {
             let notice = done_notice(ctx);
-            show(ctx, &session, &admin, View::ok(notice)).await
+            show(ctx, session, &admin, View::ok(notice)).await
         }
-        ("action", &Method::POST) => action(ctx, req, &session, &admin).await,
-        ("reauth", &Method::POST) => reauth(ctx, req, &id, &session, &admin).await,
+        ("action", &Method::POST) => action(ctx, req, session, &admin).await,
+        ("reauth", &Method::POST) => reauth(ctx, req, id, session, &admin).await,
         ("" | "action" | "reauth", _) => ctx.error_page(StatusCode::METHOD_NOT_ALLOWED, ctx.t().bad_request),
         _ => ctx.error_page(StatusCode::NOT_FOUND, ctx.t().not_found),
     }

@@ -673,11 +673,13 @@ async fn m1_m11_users_file_changes_are_applied_at_once_and_recorded() {
     // Only the users file changes: dave removed, erin's second step switched off.
     let users = app.dir.path().join("users.yaml");
     std::fs::write(&users, erin(false)).unwrap();
+    // The reload is recorded once its effects are done.
     let t = Instant::now();
-    while app.api_get_with(&d, "/x").await.status() == StatusCode::OK {
+    while !trail(&app).iter().any(|e| e.event == "config.reloaded") {
         assert!(t.elapsed() < Duration::from_secs(5), "the users file was not reloaded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(app.api_get_with(&d, "/x").await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(app.api_get_with(&e, "/x").await.status(), StatusCode::UNAUTHORIZED);
     let reload = trail(&app)
         .into_iter()
@@ -689,6 +691,7 @@ async fn m1_m11_users_file_changes_are_applied_at_once_and_recorded() {
         "{detail}"
     );
     assert_eq!(reload.actor, "system");
+    find(&trail(&app), "account.association_removed", "erin");
     assert_eq!(
         location(&app.login_with(&app.new_browser(), "erin", BOB_PASSWORD).await),
         "/",
@@ -708,6 +711,34 @@ async fn m1_m11_users_file_changes_are_applied_at_once_and_recorded() {
     let err = app.running().reload().await.unwrap_err();
     assert!(err.contains("users.yaml:1") || err.contains("users.yaml:2"), "{err}");
     assert!(app.running().app.config().user("erin").is_some());
+}
+
+/// M-11: a second step switched off while the gateway was stopped is forgotten at the
+/// next start, so switching it on again means a new enrollment there too.
+#[tokio::test]
+async fn m11_second_step_switched_off_while_stopped_is_forgotten_at_start() {
+    let mut app = spawn_app().await;
+    app.enroll("bob", BOB_PASSWORD).await;
+    stop(&mut app).await;
+    let path = app.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("role: user, two_factor: true", "role: user, two_factor: false"),
+    )
+    .unwrap();
+    let options = kanmon::Options {
+        clock: app.clock.clone(),
+        hash_workers: 1,
+        ..kanmon::Options::default()
+    };
+    let running = kanmon::build(kanmon::Config::load(&path).unwrap(), options)
+        .await
+        .unwrap();
+    assert!(running.app.store.authenticator("bob").unwrap().is_none());
+    let t = running.app.store.recent_audit(100).unwrap();
+    assert_eq!(find(&t, "account.association_removed", "bob").actor, "system");
+    running.shutdown().await;
 }
 
 // ---- M-4: the clock on the enrollment screen ---------------------------------------------
