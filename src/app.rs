@@ -191,8 +191,13 @@ impl App {
             } else {
                 format!("{}.failed", notice.event())
             };
-            app.audit(&event, Some(&account.id), Some(origin.ip.clone()), detail)
-                .await;
+            app.audit(
+                &event,
+                Some(&account.id),
+                Some(origin.ip.clone()).filter(|ip| ip != "-"),
+                detail,
+            )
+            .await;
         });
     }
 
