@@ -2,15 +2,17 @@
 //! request may need. Built once by [`crate::build`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use crate::audit;
 use crate::auth::password::PasswordPool;
 use crate::auth::seal::Sealer;
 use crate::auth::session::{self, PENDING_TTL_SECS, Session, SessionId, SessionState};
 use crate::auth::{Random, SharedRandom};
 use crate::clock::{SharedClock, UnixTime};
-use crate::config::Config;
+use crate::config::{AccountChanges, Config};
 use crate::i18n::Lang;
 use crate::live::Live;
 use crate::mail::{self, Mailer, Notice, Origin};
@@ -33,6 +35,10 @@ pub struct App {
     pub live: Live,
     pub metrics: Metrics,
     sessions: SessionCache,
+    /// When the configuration in force was loaded (start or reload).
+    pub loaded_at: AtomicI64,
+    /// The kernel's last word on the clock (M-4): `None` when it cannot tell.
+    clock_synchronised: ArcSwapOption<bool>,
 }
 
 impl App {
@@ -53,19 +59,22 @@ impl App {
             store,
             sealer,
             passwords,
-            clock,
+            clock: clock.clone(),
             random,
             render: Renderer::new(),
             proxy,
             live: Live::default(),
             metrics: Metrics::default(),
             sessions: SessionCache::default(),
+            loaded_at: AtomicI64::new(clock.now()),
+            clock_synchronised: ArcSwapOption::empty(),
         }
     }
 
     /// Replaces the configuration (reload). Accounts that were removed, or whose switch
-    /// or password changed, lose their sessions (REQ-74); returns their IDs.
-    pub async fn apply_config(&self, mut next: Config) -> Result<Vec<String>, String> {
+    /// or password changed, lose their sessions (REQ-74); an account whose second step
+    /// was switched off loses its association too (M-11). Returns what changed.
+    pub async fn apply_config(&self, mut next: Config) -> Result<AccountChanges, String> {
         let old = self.config();
         if next.smtp != old.smtp {
             let mailer = next.smtp.as_ref().map(Mailer::new).transpose()?;
@@ -76,19 +85,52 @@ impl App {
         next.data_dir = old.data_dir.clone();
         next.http_redirect = old.http_redirect;
         next.metrics = old.metrics;
-        let affected: Vec<String> = old
-            .users()
-            .filter(|u| match next.user(&u.id) {
-                None => true,
-                Some(n) => n.two_factor != u.two_factor || n.password_hash != u.password_hash,
-            })
-            .map(|u| u.id.clone())
-            .collect();
+        let changes = AccountChanges::between(&old, &next);
         self.config.store(Arc::new(next));
-        for user in &affected {
+        self.loaded_at.store(self.now(), Ordering::Relaxed);
+        for user in &changes.second_step_off {
+            let u = user.clone();
+            match self.store.run(move |s| s.reset_second_factor(&u)).await {
+                Ok(true) => {
+                    let detail = Some("two_factor switched off".to_owned());
+                    self.audit("account.association_removed", Some(user), None, detail)
+                        .await;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, user, "removing an association failed"),
+            }
+        }
+        for user in &changes.ended {
             self.end_user_sessions(user).await;
         }
-        Ok(affected)
+        Ok(changes)
+    }
+
+    /// M-11 at start: an account whose second step was switched off while the gateway
+    /// was stopped loses its association now, as a reload would have done.
+    pub async fn forget_switched_off(&self) {
+        let cfg = self.config();
+        let off: Vec<String> = match self.store.run(|s| s.associated_users()).await {
+            Ok(users) => users
+                .into_iter()
+                .filter(|u| cfg.user(u).is_some_and(|a| !a.two_factor))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "reading associations failed");
+                return;
+            }
+        };
+        for user in off {
+            let u = user.clone();
+            match self.store.run(move |s| s.reset_second_factor(&u)).await {
+                Ok(_) => {
+                    let detail = Some("two_factor is off in the configuration at start".to_owned());
+                    self.audit("account.association_removed", Some(&user), None, detail)
+                        .await;
+                }
+                Err(e) => tracing::error!(error = %e, user, "removing an association failed"),
+            }
+        }
     }
 
     /// Removes expired sessions and stale pending enrollments. A login that stopped at
@@ -113,6 +155,21 @@ impl App {
             }
             Err(e) => tracing::error!(error = %e, "purging sessions failed"),
         }
+        let before = now - self.config().audit.retention_secs;
+        match self.store.run(move |s| s.prune_audit(before)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned audit records past their retention"),
+            Err(e) => tracing::error!(error = %e, "pruning the audit trail failed"),
+        }
+    }
+
+    /// Records what the kernel says about the clock (M-4).
+    pub fn set_clock_synchronised(&self, state: Option<bool>) {
+        self.clock_synchronised.store(state.map(Arc::new));
+    }
+
+    pub fn clock_synchronised(&self) -> Option<bool> {
+        self.clock_synchronised.load().as_deref().copied()
     }
 
     pub fn mailer(&self) -> Option<Arc<Mailer>> {
@@ -123,14 +180,7 @@ impl App {
     /// SMTP is set up; the outcome goes to the audit trail.
     pub fn notify(self: &Arc<Self>, user: &str, notice: Notice, lang: Lang, origin: Origin) {
         let cfg = self.config();
-        let wanted = match notice {
-            Notice::Enrolled => cfg.notify.enrollment,
-            Notice::ResetDone => cfg.notify.reset,
-            Notice::WrongCode => cfg.notify.wrong_code,
-            Notice::Abandoned => cfg.notify.abandoned,
-            Notice::Replay => cfg.notify.replay,
-            Notice::Locked => cfg.notify.locked,
-        };
+        let wanted = notice.wanted(&cfg.notify);
         let (Some(account), Some(mailer), true) = (cfg.user(user).cloned(), self.mailer(), wanted) else {
             return;
         };
@@ -144,8 +194,13 @@ impl App {
             } else {
                 format!("{}.failed", notice.event())
             };
-            app.audit(&event, Some(&account.id), Some(origin.ip.clone()), detail)
-                .await;
+            app.audit(
+                &event,
+                Some(&account.id),
+                Some(origin.ip.clone()).filter(|ip| ip != "-"),
+                detail,
+            )
+            .await;
         });
     }
 
@@ -235,17 +290,30 @@ impl App {
         n
     }
 
-    /// Appends to the audit trail; a failure to write it is logged, never shown.
+    /// Appends a record by the gateway itself (actor `system`); a failure to write it is
+    /// logged, never shown.
     pub async fn audit(&self, event: &str, user: Option<&str>, ip: Option<String>, detail: Option<String>) {
-        let e = AuditEvent {
+        self.record(AuditEvent {
             time: self.now(),
             event: event.to_owned(),
             user: user.map(str::to_owned),
             ip,
             detail,
-        };
-        self.metrics.event(event);
-        tracing::info!(target: "kanmon::audit", event = %e.event, user = ?e.user, ip = ?e.ip, detail = ?e.detail);
+            actor: audit::SYSTEM.to_owned(),
+            user_agent: None,
+            outcome: audit::outcome_of(event).to_owned(),
+        })
+        .await;
+    }
+
+    /// Appends a record to the audit trail and writes it as a structured log line.
+    pub async fn record(&self, e: AuditEvent) {
+        self.metrics.event(&e.event);
+        tracing::info!(
+            target: "kanmon::audit",
+            event = %e.event, user = ?e.user, actor = %e.actor, ip = ?e.ip,
+            user_agent = ?e.user_agent, outcome = %e.outcome, detail = ?e.detail,
+        );
         if let Err(err) = self.store.run(move |s| s.audit(&e)).await {
             tracing::error!(error = %err, "audit write failed");
         }

@@ -136,6 +136,8 @@ pub struct NotifySettings {
     pub abandoned: bool,
     pub replay: bool,
     pub locked: bool,
+    /// An administrator reset, unlocked or logged out the account.
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,9 +153,18 @@ pub struct IdentityHeaders {
     pub groups: String,
 }
 
+/// The audit trail in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Records older than this are pruned in the background.
+    pub retention_secs: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub source: PathBuf,
+    /// A separate file with more accounts (`users_file:`), watched like the config.
+    pub users_file: Option<PathBuf>,
     pub listen: SocketAddr,
     pub tls: TlsSettings,
     pub upstream: UpstreamSettings,
@@ -177,6 +188,7 @@ pub struct Config {
     /// Where the Prometheus metrics are served (plain HTTP; keep it on loopback).
     pub metrics: Option<SocketAddr>,
     pub log_format: LogFormat,
+    pub audit: AuditSettings,
     /// Keyed by the lower-cased user ID: IDs are matched case-insensitively.
     users: BTreeMap<String, Arc<User>>,
 }
@@ -188,6 +200,20 @@ impl Config {
 
     pub fn users(&self) -> impl Iterator<Item = &Arc<User>> {
         self.users.values()
+    }
+
+    /// A warning when the users file (password hashes) is readable by group or others.
+    pub fn users_file_warning(&self) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let file = self.users_file.as_ref()?;
+        let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "{}: the password hashes are readable by group or others (mode {mode:o}); run `chmod 600 {}`",
+                file.display(),
+                file.display()
+            )
+        })
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -209,6 +235,75 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Validator { path, text, base }.validate(raw)
+    }
+}
+
+/// What a reload changes in the accounts, by user ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Any field changed (e-mail, role, password hash, two-step switch).
+    pub changed: Vec<String>,
+    /// Removed, or switch or password changed: these lose their sessions (REQ-74).
+    pub ended: Vec<String>,
+    /// Two-step switched off: the association goes too, so switching it on again
+    /// means a new enrollment (M-11).
+    pub second_step_off: Vec<String>,
+}
+
+impl AccountChanges {
+    pub fn between(old: &Config, next: &Config) -> AccountChanges {
+        let mut c = AccountChanges::default();
+        for u in old.users() {
+            match next.user(&u.id) {
+                None => {
+                    c.removed.push(u.id.clone());
+                    c.ended.push(u.id.clone());
+                }
+                Some(n) => {
+                    if **n != **u {
+                        c.changed.push(u.id.clone());
+                    }
+                    if n.two_factor != u.two_factor || n.password_hash != u.password_hash {
+                        c.ended.push(u.id.clone());
+                    }
+                    if u.two_factor && !n.two_factor {
+                        c.second_step_off.push(u.id.clone());
+                    }
+                }
+            }
+        }
+        c.added = next
+            .users()
+            .filter(|n| old.user(&n.id).is_none())
+            .map(|n| n.id.clone())
+            .collect();
+        c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// One line for the audit trail: IDs only, never a hash.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (what, ids) in [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("changed", &self.changed),
+            ("sessions ended", &self.ended),
+        ] {
+            if !ids.is_empty() {
+                parts.push(format!("{what}: {}", ids.join(", ")));
+            }
+        }
+        if parts.is_empty() {
+            "no account changes".to_owned()
+        } else {
+            parts.join("; ")
+        }
     }
 }
 
@@ -271,7 +366,16 @@ struct RawConfig {
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
+    audit: RawAudit,
+    users_file: Option<String>,
+    #[serde(default)]
     users: Vec<RawUser>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    retention: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -357,6 +461,7 @@ struct RawNotify {
     abandoned: Option<bool>,
     replay: Option<bool>,
     locked: Option<bool>,
+    admin: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -419,6 +524,7 @@ const DEFAULT_RESETS_PER_ACCOUNT_PER_HOUR: usize = 3;
 const DEFAULT_RESETS_PER_IP_PER_HOUR: usize = 10;
 const DEFAULT_WS_IDLE_TIMEOUT: &str = "10m";
 const DEFAULT_WS_MAX_LIFETIME: &str = "12h";
+const DEFAULT_AUDIT_RETENTION: &str = "180d";
 const MAX_USER_ID_CHARS: usize = 64;
 
 struct Validator<'a> {
@@ -565,10 +671,38 @@ impl Validator<'_> {
         }
 
         let smtp = raw.smtp.map(|s| self.smtp(s)).transpose()?;
-        let users = self.users(raw.users, smtp.is_some())?;
+        let users_file = raw.users_file.as_deref().map(|p| self.path(p));
+        let mut accounts = Accounts::new(smtp.is_some());
+        accounts.add(self, Some("users"), raw.users)?;
+        if let Some(file) = &users_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                self.err(
+                    "users_file",
+                    raw.users_file.as_deref().unwrap_or(""),
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            let list = parse_users_file(file, &text)?;
+            let v = Validator {
+                path: file,
+                text: &text,
+                base: self.base,
+            };
+            accounts.add(&v, None, list)?;
+        }
+        let users = accounts.users;
+        let audit = AuditSettings {
+            retention_secs: self.duration(
+                "audit.retention",
+                raw.audit.retention.as_deref(),
+                DEFAULT_AUDIT_RETENTION,
+            )?,
+        };
 
         Ok(Config {
             source: self.path.to_owned(),
+            users_file,
+            audit,
             listen,
             tls: TlsSettings {
                 cert: self.path(&raw.tls.cert),
@@ -604,6 +738,7 @@ impl Validator<'_> {
                 abandoned: raw.notify.abandoned.unwrap_or(true),
                 replay: raw.notify.replay.unwrap_or(true),
                 locked: raw.notify.locked.unwrap_or(true),
+                admin: raw.notify.admin.unwrap_or(true),
             },
             session: SessionSettings {
                 idle_timeout_secs: self.duration(
@@ -783,57 +918,93 @@ impl Validator<'_> {
             insecure_skip_verify: s.insecure_skip_verify,
         })
     }
+}
 
-    fn users(&self, raw: Vec<RawUser>, has_smtp: bool) -> Result<BTreeMap<String, Arc<User>>, ConfigError> {
-        let mut users = BTreeMap::new();
-        let mut emails = std::collections::HashSet::new();
+/// The accounts read so far, from the config and the users file; IDs and e-mails must
+/// be unique across both.
+struct Accounts {
+    has_smtp: bool,
+    users: BTreeMap<String, Arc<User>>,
+    /// Lower-cased e-mail → the file that has it.
+    emails: std::collections::HashMap<String, PathBuf>,
+    /// Lower-cased ID → the file that has it.
+    ids: std::collections::HashMap<String, PathBuf>,
+}
+
+impl Accounts {
+    fn new(has_smtp: bool) -> Accounts {
+        Accounts {
+            has_smtp,
+            users: BTreeMap::new(),
+            emails: Default::default(),
+            ids: Default::default(),
+        }
+    }
+
+    /// Validates the entries of one list: `list` is the top-level key they are under,
+    /// or `None` when the whole file is the list.
+    fn add(&mut self, v: &Validator, list: Option<&str>, raw: Vec<RawUser>) -> Result<(), ConfigError> {
         for (i, u) in raw.into_iter().enumerate() {
-            let field = |f: &str| format!("users[{i}].{f}");
-            if u.id.is_empty()
-                || u.id.chars().count() > MAX_USER_ID_CHARS
-                || has_control(&u.id)
-                || u.id.contains(':')
-                || u.id.trim() != u.id
+            let err = |f: &str, reason: String| ConfigError {
+                file: v.path.to_owned(),
+                line: entry_field_line(v.text, list, i, f).or_else(|| v.line_of(f, &u.id)),
+                field: format!("users[{i}].{f}"),
+                reason,
+            };
+            for (f, value) in [("id", &u.id), ("email", &u.email), ("password_hash", &u.password_hash)] {
+                if has_control(value) {
+                    return Err(err(
+                        f,
+                        "contains a control character (a tab, line break or the like)".into(),
+                    ));
+                }
+            }
+            if u.id.is_empty() || u.id.chars().count() > MAX_USER_ID_CHARS || u.id.contains(':') || u.id.trim() != u.id
             {
-                return Err(self.err(&field("id"), &u.id, format!("`{}` is not a valid user ID: 1 to {MAX_USER_ID_CHARS} characters, no `:`, no spaces at either end, no control characters", u.id)));
+                return Err(err(
+                    "id",
+                    format!(
+                        "`{}` is not a valid user ID: 1 to {MAX_USER_ID_CHARS} characters, no `:`, no spaces at either end, no control characters",
+                        u.id
+                    ),
+                ));
             }
             if !is_plausible_email(&u.email) {
-                return Err(self.err(
-                    &field("email"),
-                    &u.email,
-                    format!("`{}` is not an e-mail address", u.email),
-                ));
+                return Err(err("email", format!("`{}` is not an e-mail address", u.email)));
             }
-            if !u.password_hash.starts_with("$argon2id$") || argon2::PasswordHash::new(&u.password_hash).is_err() {
-                return Err(self.err(
-                    &field("password_hash"),
-                    &u.id,
-                    "must be an argon2id hash as printed by `kanmon hash-password`",
-                ));
+            if let Err(why) = crate::auth::password::check_hash(&u.password_hash) {
+                return Err(err("password_hash", why));
             }
-            if u.two_factor && !has_smtp {
-                return Err(self.err(
-                    &field("two_factor"),
-                    &u.id,
-                    format!("account `{}` has two-step authentication on, which needs the `smtp` section (the reset e-mail); add an `smtp` section or set two_factor: false", u.id),
-                ));
-            }
-            if !emails.insert(u.email.to_lowercase()) {
-                return Err(self.err(
-                    &field("email"),
-                    &u.email,
-                    format!("`{}` is used by another account", u.email),
+            if u.two_factor && !self.has_smtp {
+                return Err(err(
+                    "two_factor",
+                    format!(
+                        "account `{}` has two-step authentication on, which needs the `smtp` section (the reset e-mail); add an `smtp` section or set two_factor: false",
+                        u.id
+                    ),
                 ));
             }
             let key = u.id.to_lowercase();
-            if users.contains_key(&key) {
-                return Err(self.err(
-                    &field("id"),
-                    &u.id,
-                    format!("user ID `{}` appears twice (IDs are case-insensitive)", u.id),
+            if let Some(first) = self.ids.get(&key) {
+                return Err(err(
+                    "id",
+                    format!(
+                        "user ID `{}` appears twice (IDs are case-insensitive; the other one is in {})",
+                        u.id,
+                        first.display()
+                    ),
                 ));
             }
-            users.insert(
+            let email = u.email.to_lowercase();
+            if let Some(first) = self.emails.get(&email) {
+                return Err(err(
+                    "email",
+                    format!("`{}` is used by another account (in {})", u.email, first.display()),
+                ));
+            }
+            self.ids.insert(key.clone(), v.path.to_owned());
+            self.emails.insert(email, v.path.to_owned());
+            self.users.insert(
                 key,
                 Arc::new(User {
                     id: u.id,
@@ -844,8 +1015,72 @@ impl Validator<'_> {
                 }),
             );
         }
-        Ok(users)
+        Ok(())
     }
+}
+
+/// A users file is a YAML list of the same entries as `users:` (empty: no accounts).
+fn parse_users_file(file: &Path, text: &str) -> Result<Vec<RawUser>, ConfigError> {
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Ok(Vec::new());
+    }
+    serde_norway::from_str(text).map_err(|e| ConfigError {
+        file: file.to_owned(),
+        line: e.location().map(|l| l.line()),
+        field: String::new(),
+        reason: e.to_string(),
+    })
+}
+
+/// The 0-based first line of each entry of a block-style YAML list, and the line after
+/// the list: under the top-level key `list`, or the whole document when `None`.
+fn list_entries(text: &str, list: Option<&str>) -> (Vec<usize>, usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = match list {
+        Some(k) => match lines
+            .iter()
+            .position(|l| l.strip_prefix(k).is_some_and(|r| r.starts_with(':')))
+        {
+            Some(p) => p + 1,
+            None => return (Vec::new(), 0),
+        },
+        None => 0,
+    };
+    let (mut starts, mut indent) = (Vec::new(), None);
+    while i < lines.len() {
+        let l = lines[i];
+        let t = l.trim_start();
+        if !(t.is_empty() || t.starts_with('#')) {
+            let ind = l.len() - t.len();
+            let item = t == "-" || t.starts_with("- ");
+            if list.is_some() && ind == 0 && !item {
+                break;
+            }
+            if item && indent.is_none_or(|x| x == ind) {
+                indent = Some(ind);
+                starts.push(i);
+            }
+        }
+        i += 1;
+    }
+    (starts, i)
+}
+
+/// The 1-based line of `field` in the `index`-th list entry (the entry's first line when
+/// the field is not written there); `None` for flow-style lists.
+fn entry_field_line(text: &str, list: Option<&str>, index: usize, field: &str) -> Option<usize> {
+    let (starts, end) = list_entries(text, list);
+    let start = *starts.get(index)?;
+    let stop = starts.get(index + 1).copied().unwrap_or(end);
+    let lines: Vec<&str> = text.lines().collect();
+    let hit = (start..stop).find(|&n| {
+        let l = lines[n];
+        l.contains(&format!("{field}:")) && !l.trim_start().starts_with('#')
+    });
+    Some(hit.unwrap_or(start) + 1)
 }
 
 fn has_control(s: &str) -> bool {
@@ -970,6 +1205,138 @@ mod tests {
         let users = "  - { id: bob, email: b@example.com, password_hash: \"$2y$10$abc\", role: user }\n";
         let e = parse(&base(users, true)).unwrap_err();
         assert_eq!(e.field, "users[0].password_hash", "{e}");
+    }
+
+    /// M-1: a hash weaker than the minimum is refused with its line and field.
+    #[test]
+    fn m1_weak_password_hash_names_line_and_field() {
+        let weak = HASH.replace("m=19456,t=2", "m=4096,t=2");
+        let users = format!(
+            "  - id: alice\n    email: a@example.com\n    password_hash: \"{HASH}\"\n    role: user\n  - id: bob\n    email: b@example.com\n    password_hash: \"{weak}\"\n    role: user\n"
+        );
+        let e = parse(&base(&users, true)).unwrap_err();
+        assert_eq!(e.field, "users[1].password_hash", "{e}");
+        assert_eq!(e.line, Some(13), "{e}");
+        assert!(e.reason.contains("m=4096") && e.reason.contains("19456"), "{e}");
+    }
+
+    /// M-1: control characters anywhere in an account are refused.
+    #[test]
+    fn m1_control_characters_in_accounts_are_refused() {
+        for (field, id, email) in [
+            ("id", "ali\\x07ce", "a@example.com"),
+            ("email", "alice", "a@exa\\tmple.com"),
+            ("email", "alice", "a@example.com\\r\\nBcc: x@example.com"),
+        ] {
+            let users = format!("  - {{ id: \"{id}\", email: \"{email}\", password_hash: \"{HASH}\", role: user }}\n");
+            let e = parse(&base(&users, true)).unwrap_err();
+            assert_eq!(e.field, format!("users[0].{field}"), "{e}");
+            assert!(e.reason.contains("control character"), "{e}");
+            assert_eq!(e.line, Some(7), "{e}");
+        }
+    }
+
+    fn with_users_file(inline: &str, file: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("users.yaml"), file).unwrap();
+        let text = base(inline, true).replace("users:\n", "users_file: users.yaml\nusers:\n");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, &text).unwrap();
+        let c = Config::load(&path);
+        (dir, c)
+    }
+
+    /// M-1: accounts in a separate file, merged with the inline ones.
+    #[test]
+    fn m1_users_file_is_merged_and_watched() {
+        let inline = format!("  - {{ id: alice, email: a@example.com, password_hash: \"{HASH}\", role: admin }}\n");
+        let file = format!(
+            "# accounts\n- id: bob\n  email: b@example.com\n  password_hash: \"{HASH}\"\n  role: user\n  two_factor: false\n"
+        );
+        let (dir, c) = with_users_file(&inline, &file);
+        let c = c.unwrap();
+        assert_eq!(c.users_file.as_deref(), Some(dir.path().join("users.yaml").as_path()));
+        assert!(c.user("alice").is_some() && c.user("BOB").is_some_and(|b| !b.two_factor));
+        use std::os::unix::fs::PermissionsExt;
+        let file = dir.path().join("users.yaml");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(c.users_file_warning().unwrap().contains("chmod 600"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(c.users_file_warning(), None);
+        let (_d, c) = with_users_file("", "");
+        assert_eq!(c.unwrap().users().count(), 0, "an empty users file is no accounts");
+    }
+
+    /// M-1: an error in the users file names that file, its line and the field;
+    /// duplicates across both files are refused.
+    #[test]
+    fn m1_users_file_errors_name_the_file_and_line() {
+        let inline = format!("  - {{ id: alice, email: a@example.com, password_hash: \"{HASH}\", role: admin }}\n");
+        let file = format!(
+            "- id: bob\n  email: b@example.com\n  password_hash: \"{HASH}\"\n  role: user\n- id: carol\n  email: not-an-address\n  password_hash: \"{HASH}\"\n  role: user\n"
+        );
+        let (dir, c) = with_users_file(&inline, &file);
+        let e = c.unwrap_err();
+        assert_eq!(e.file, dir.path().join("users.yaml"));
+        assert_eq!((e.field.as_str(), e.line), ("users[1].email", Some(6)), "{e}");
+
+        let dup = format!(
+            "- id: bob\n  email: b@example.com\n  password_hash: \"{HASH}\"\n  role: user\n- id: ALICE\n  email: x@example.com\n  password_hash: \"{HASH}\"\n  role: user\n"
+        );
+        let (_d, c) = with_users_file(&inline, &dup);
+        let e = c.unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("users[1].id", Some(5)), "{e}");
+        assert!(e.reason.contains("config.yaml"), "says where the other one is: {e}");
+
+        let dup_mail = format!("- {{ id: bob, email: A@Example.com, password_hash: \"{HASH}\", role: user }}\n");
+        let (_d, c) = with_users_file(&inline, &dup_mail);
+        assert_eq!(c.unwrap_err().field, "users[0].email");
+
+        let (_d, c) = with_users_file(&inline, "- id: bob\n  emial: b@example.com\n");
+        let e = c.unwrap_err();
+        assert!(
+            e.file.ends_with("users.yaml") && e.line == Some(2) && e.reason.contains("emial"),
+            "{e}"
+        );
+
+        let text = base("", true).replace("users:\n", "users_file: absent.yaml\nusers:\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("users_file", Some(6)), "{e}");
+    }
+
+    #[test]
+    fn audit_retention_defaults_to_180_days() {
+        assert_eq!(parse(&base("", false)).unwrap().audit.retention_secs, 180 * 86400);
+        let c = parse(&format!("{}audit: {{ retention: 30d }}\n", base("", false))).unwrap();
+        assert_eq!(c.audit.retention_secs, 30 * 86400);
+    }
+
+    /// REQ-74, M-11: what a reload changes in the accounts.
+    #[test]
+    fn req74_account_changes_between_configs() {
+        let user = |id: &str, mail: &str, tf: bool| {
+            format!("  - {{ id: {id}, email: {mail}, password_hash: \"{HASH}\", role: user, two_factor: {tf} }}\n")
+        };
+        let old = parse(&base(
+            &(user("a", "a@example.com", true) + &user("b", "b@example.com", true) + &user("c", "c@example.com", true)),
+            true,
+        ))
+        .unwrap();
+        let next = parse(&base(
+            &(user("a", "a2@example.com", true)
+                + &user("b", "b@example.com", false)
+                + &user("d", "d@example.com", true)),
+            true,
+        ))
+        .unwrap();
+        let c = AccountChanges::between(&old, &next);
+        assert_eq!(c.added, ["d"]);
+        assert_eq!(c.removed, ["c"]);
+        assert_eq!(c.changed, ["a", "b"]);
+        assert_eq!(c.ended, ["b", "c"]);
+        assert_eq!(c.second_step_off, ["b"]);
+        assert_eq!(c.summary(), "added: d; removed: c; changed: a, b; sessions ended: b, c");
+        assert!(!c.summary().contains("argon2"));
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! [`build`] turns a [`Config`] into a running gateway; the binary and the tests both
 //! start it this way.
 
+pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod connector;
+pub mod control;
 pub mod demo;
 pub mod framing;
 pub mod gateway;
@@ -23,6 +26,7 @@ pub mod reload;
 pub mod render;
 pub mod server;
 pub mod session_cache;
+pub mod status;
 pub mod store;
 pub mod tls;
 pub mod web;
@@ -58,6 +62,8 @@ pub struct Options {
     pub random: SharedRandom,
     /// Password-hashing threads; one per core by default.
     pub hash_workers: usize,
+    /// Whether the system clock is synchronised (M-4); the kernel by default.
+    pub clock_check: clock::SyncCheck,
 }
 
 impl Default for Options {
@@ -66,6 +72,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             random: Arc::new(SystemRandom),
             hash_workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            clock_check: clock::kernel_synchronised,
         }
     }
 }
@@ -88,6 +95,8 @@ pub enum StartError {
     Upstream(String),
     #[error("cannot start the demo upstream: {0}")]
     Demo(std::io::Error),
+    #[error("control socket {path}: {source}")]
+    Control { path: String, source: std::io::Error },
 }
 
 /// Stops background tasks when the gateway is dropped or shut down.
@@ -113,6 +122,8 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     _tasks: Tasks,
+    /// Dropped last: the socket file goes when the gateway stops.
+    _control: control::SocketFile,
 }
 
 impl Running {
@@ -138,6 +149,9 @@ impl Running {
 
 pub async fn build(config: Config, options: Options) -> Result<Running, StartError> {
     tls::install_crypto_provider();
+    if let Some(w) = config.users_file_warning() {
+        tracing::warn!("{w}");
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -148,6 +162,12 @@ pub async fn build(config: Config, options: Options) -> Result<Running, StartErr
         })?;
     let sealer = Sealer::load_or_create(&config.data_dir.join(KEY_FILE), &*options.random)?;
     let store = Store::open(&config.data_dir)?;
+    // Bound while we hold the database, so a stale socket file is ours to replace.
+    let control_path = control::socket_path(&config.data_dir);
+    let control_listener = control::bind(&config.data_dir).map_err(|source| StartError::Control {
+        path: control_path.display().to_string(),
+        source,
+    })?;
     let (tls, certs) = tls::server_config(&config).map_err(StartError::Tls)?;
     let demo = match config.upstream.target {
         Upstream::Demo => Some(demo::spawn().await.map_err(StartError::Demo)?),
@@ -182,12 +202,16 @@ pub async fn build(config: Config, options: Options) -> Result<Running, StartErr
         options.random,
         proxy,
     ));
+    check_clock(&app, options.clock_check);
+    app.forget_switched_off().await;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(server::serve_tls(listener, tls, app.clone(), shutdown_rx));
     let reloader = Arc::new(Reloader::new(app.clone(), certs.clone()));
     let mut tasks = vec![
         tokio::spawn(purge_loop(app.clone())),
         tokio::spawn(Reloader::new(app.clone(), certs).run()),
+        tokio::spawn(control::serve(control_listener, app.clone())),
+        tokio::spawn(clock_loop(app.clone(), options.clock_check)),
     ];
     let redirect_addr = redirect.map(|(l, a)| {
         tasks.push(tokio::spawn(server::serve_http_redirect(l, app.clone(), addr.port())));
@@ -207,6 +231,7 @@ pub async fn build(config: Config, options: Options) -> Result<Running, StartErr
         shutdown,
         server,
         _tasks: Tasks(tasks),
+        _control: control::SocketFile(control_path),
     })
 }
 
@@ -231,6 +256,27 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
         .local_addr()
         .map_err(|source| StartError::Listen { addr, source })?;
     Ok((listener, bound))
+}
+
+/// M-4: at start and every ten minutes, asks whether the clock is synchronised; TOTP
+/// codes are only as right as the clock.
+async fn clock_loop(app: Arc<App>, check: clock::SyncCheck) {
+    let every = Duration::from_secs(clock::SYNC_CHECK_EVERY_SECS);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        check_clock(&app, check);
+    }
+}
+
+fn check_clock(app: &App, check: clock::SyncCheck) {
+    let state = check();
+    if state == Some(false) {
+        tracing::warn!(
+            "the system clock is not synchronised: codes may be refused; run an NTP client (chrony, systemd-timesyncd or ntpd)"
+        );
+    }
+    app.set_clock_synchronised(state);
 }
 
 /// Removes expired sessions and stale pending enrollments now and then.

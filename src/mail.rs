@@ -11,7 +11,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::{SmtpSecurity, SmtpSettings};
+use crate::config::{NotifySettings, SmtpSecurity, SmtpSettings};
 use crate::i18n::{Lang, Text};
 use crate::render::Renderer;
 
@@ -209,6 +209,12 @@ pub enum Notice {
     Abandoned,
     Replay,
     Locked,
+    /// An administrator removed the association.
+    AdminReset,
+    /// An administrator cleared the failure limits.
+    AdminUnlock,
+    /// An administrator ended every session.
+    AdminLogout,
 }
 
 impl Notice {
@@ -224,6 +230,34 @@ impl Notice {
             Notice::Abandoned => (t.mail_abandoned_subject, t.mail_abandoned_body, t.mail_not_you_password),
             Notice::Replay => (t.mail_replay_subject, t.mail_replay_body, t.mail_not_you_password),
             Notice::Locked => (t.mail_locked_subject, t.mail_locked_body, t.mail_not_you_password),
+            Notice::AdminReset => (
+                t.mail_admin_reset_subject,
+                t.mail_admin_reset_body,
+                t.mail_not_you_admin,
+            ),
+            Notice::AdminUnlock => (
+                t.mail_admin_unlock_subject,
+                t.mail_admin_unlock_body,
+                t.mail_not_you_admin,
+            ),
+            Notice::AdminLogout => (
+                t.mail_admin_logout_subject,
+                t.mail_admin_logout_body,
+                t.mail_not_you_admin,
+            ),
+        }
+    }
+
+    /// Whether the configuration wants this kind sent.
+    pub fn wanted(self, n: &NotifySettings) -> bool {
+        match self {
+            Notice::Enrolled => n.enrollment,
+            Notice::ResetDone => n.reset,
+            Notice::WrongCode => n.wrong_code,
+            Notice::Abandoned => n.abandoned,
+            Notice::Replay => n.replay,
+            Notice::Locked => n.locked,
+            Notice::AdminReset | Notice::AdminUnlock | Notice::AdminLogout => n.admin,
         }
     }
 
@@ -235,6 +269,9 @@ impl Notice {
             Notice::Abandoned => "mail.abandoned",
             Notice::Replay => "mail.replay",
             Notice::Locked => "mail.locked",
+            Notice::AdminReset => "mail.admin_reset",
+            Notice::AdminUnlock => "mail.admin_unlock",
+            Notice::AdminLogout => "mail.admin_logout",
         }
     }
 }

@@ -45,6 +45,52 @@ enum Command {
         #[arg(long, env = "KANMON_CONFIG")]
         config: PathBuf,
     },
+    /// Accounts' runtime state: works whether the gateway runs (through its control
+    /// socket) or not (the database opened directly).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    #[arg(long, env = "KANMON_CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Show one account, or all: two-step switch, authenticator, lock, failures, last
+    /// login, open sessions.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A user ID; every account when left out.
+        id: Option<String>,
+    },
+    /// Remove the account's authenticator association: the next login enrolls again.
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: String,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Clear every failure limit of the account (back-off and lock).
+    Unlock {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: String,
+    },
+    /// End every session of the account.
+    Logout {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: String,
+    },
 }
 
 /// Exit code for configuration errors, distinct from other failures.
@@ -57,6 +103,9 @@ fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {
+                if let Some(w) = c.users_file_warning() {
+                    eprintln!("warning: {w}");
+                }
                 println!("{}: OK ({} accounts)", config.display(), c.users().count());
                 ExitCode::SUCCESS
             }
@@ -67,6 +116,16 @@ fn main() -> ExitCode {
         },
         Command::Healthcheck { config } => healthcheck(config),
         Command::SmtpTest { config, to } => smtp_test(config, &to),
+        Command::User { command } => {
+            use kanmon::admin::Command as C;
+            let (config, command) = match command {
+                UserCommand::Status { config, id } => (config, C::Status { user: id }),
+                UserCommand::Reset2fa { config, id, reason } => (config, C::Reset2fa { user: id, reason }),
+                UserCommand::Unlock { config, id } => (config, C::Unlock { user: id }),
+                UserCommand::Logout { config, id } => (config, C::Logout { user: id }),
+            };
+            user_command(config.config, command)
+        }
     }
 }
 
@@ -144,11 +203,117 @@ fn hash_password() -> ExitCode {
         eprintln!("kanmon: {why}");
         return ExitCode::FAILURE;
     }
+    // Still printed: the administrator decides, zxcvbn only advises.
+    if let Some(warning) = kanmon::auth::password::weakness(password, &[]) {
+        eprintln!("kanmon: warning: {warning}");
+    }
     println!(
         "{}",
         kanmon::auth::password::hash(password, &kanmon::auth::SystemRandom)
     );
     ExitCode::SUCCESS
+}
+
+/// `kanmon user …`: through the running gateway's control socket, or on the database
+/// itself when no gateway listens.
+fn user_command(path: PathBuf, command: kanmon::admin::Command) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    runtime().block_on(async move {
+        let socket = kanmon::control::socket_path(&config.data_dir);
+        let reply = match kanmon::control::request(&config.data_dir, &command).await {
+            Ok(Some(reply)) => reply,
+            Ok(None) => offline(config, command).await,
+            Err(e) => {
+                eprintln!("kanmon: {}: {e}", socket.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        match reply {
+            kanmon::control::Reply {
+                ok: true,
+                output: Some(output),
+                ..
+            } => {
+                print_output(&output);
+                ExitCode::SUCCESS
+            }
+            r => {
+                eprintln!("kanmon: {}", r.error.as_deref().unwrap_or("the command failed"));
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// No gateway listens: the command opens the database itself.
+async fn offline(config: Config, command: kanmon::admin::Command) -> kanmon::control::Reply {
+    use kanmon::control::Reply;
+    use std::os::unix::fs::DirBuilderExt;
+    let fail = |e: String| Reply {
+        ok: false,
+        output: None,
+        error: Some(e),
+    };
+    kanmon::tls::install_crypto_provider();
+    if let Err(e) = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+    {
+        return fail(format!("{}: {e}", config.data_dir.display()));
+    }
+    let store = match kanmon::store::Store::open(&config.data_dir) {
+        Ok(s) => s,
+        Err(kanmon::store::StoreError::AlreadyOpen) => {
+            return fail(format!(
+                "the database in {} is in use, but no gateway answers on its control socket",
+                config.data_dir.display()
+            ));
+        }
+        Err(e) => return fail(e.to_string()),
+    };
+    let mailer = match config.smtp.as_ref().map(kanmon::mail::Mailer::new).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("kanmon: warning: no e-mail to the user: {e}");
+            None
+        }
+    };
+    let env = kanmon::admin::Offline {
+        config: std::sync::Arc::new(config),
+        store,
+        mailer,
+        render: kanmon::render::Renderer::new(),
+        clock: std::sync::Arc::new(kanmon::clock::SystemClock),
+    };
+    match kanmon::admin::run(&env, &kanmon::admin::Actor::cli(), command).await {
+        Ok(output) => Reply {
+            ok: true,
+            output: Some(output),
+            error: None,
+        },
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+fn print_output(output: &kanmon::admin::Output) {
+    match output {
+        kanmon::admin::Output::Status { accounts } => print!("{}", kanmon::admin::status_table(accounts)),
+        kanmon::admin::Output::Done {
+            message,
+            sessions_ended,
+            ..
+        } => match sessions_ended {
+            Some(n) => println!("{message}; {n} session(s) ended"),
+            None => println!("{message}"),
+        },
+    }
 }
 
 fn healthcheck(path: PathBuf) -> ExitCode {

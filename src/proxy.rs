@@ -119,6 +119,18 @@ impl Proxy {
         let _ = self.close_tunnels.send(true);
     }
 
+    /// `host:port` of the upstream, for a reachability check.
+    pub fn upstream_authority(&self, cfg: &Config) -> Option<String> {
+        let (scheme, authority) = self.target(cfg)?;
+        Some(if authority.contains(':') && !authority.ends_with(']') {
+            authority
+        } else if scheme == "https" {
+            format!("{authority}:443")
+        } else {
+            format!("{authority}:80")
+        })
+    }
+
     /// Scheme and authority of the upstream.
     fn target(&self, cfg: &Config) -> Option<(&'static str, String)> {
         match &cfg.upstream.target {

@@ -37,8 +37,13 @@ impl Reloader {
         Reloader { app, path, certs }
     }
 
+    /// The config file and the users file it names.
     fn config_print(&self) -> [u8; 32] {
-        fingerprint(&[&self.path])
+        let cfg = self.app.config();
+        match &cfg.users_file {
+            Some(users) => fingerprint(&[&self.path, users]),
+            None => fingerprint(&[&self.path]),
+        }
     }
 
     fn cert_print(&self) -> [u8; 32] {
@@ -79,6 +84,9 @@ impl Reloader {
                 return Err(e.to_string());
             }
         };
+        if let Some(w) = next.users_file_warning() {
+            tracing::warn!("{w}");
+        }
         let old = self.app.config();
         for (what, changed) in [
             ("listen", next.listen != old.listen),
@@ -94,8 +102,8 @@ impl Reloader {
             }
         }
         let tls_moved = next.tls != old.tls;
-        let ended = match self.app.apply_config(next).await {
-            Ok(ended) => ended,
+        let changes = match self.app.apply_config(next).await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "configuration refused; the previous one stays in force");
                 self.app.audit("config.rejected", None, None, Some(e.clone())).await;
@@ -105,10 +113,10 @@ impl Reloader {
         if tls_moved {
             self.reload_certificate();
         }
-        tracing::info!(ended_sessions_of = ?ended, "configuration reloaded");
-        let detail = (!ended.is_empty()).then(|| format!("sessions ended for: {}", ended.join(", ")));
-        self.app.audit("config.reloaded", None, None, detail).await;
-        Ok(ended)
+        let summary = changes.summary();
+        tracing::info!(accounts = %summary, "configuration reloaded");
+        self.app.audit("config.reloaded", None, None, Some(summary)).await;
+        Ok(changes.ended)
     }
 
     fn reload_certificate(&self) {

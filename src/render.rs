@@ -3,6 +3,8 @@
 use minijinja::{Environment, Value};
 
 pub const STYLESHEET: &str = include_str!("../static/kanmon.css");
+/// The enrollment screen's clock comparison (M-4), served from this origin.
+pub const CLOCK_SCRIPT: &str = include_str!("../static/clock.js");
 
 pub struct Renderer {
     env: Environment<'static>,
@@ -47,13 +49,29 @@ mod tests {
                 t => Value::from(minijinja::value::Serde(lang.text())), issuer => "AVM EX", title => "x", switch_url => "/", other_lang => "en",
                 csrf => "tok", user => "<b>alice</b>", error => "", action => "/_kanmon/code",
                 qr_svg => "<svg></svg>", key_groups => vec!["ABCD", "EFGH"], freshness => "new",
-                status => 404, message => "m", request_id => "r",
+                status => 404, message => "m", request_id => "r", server_time => 2_000_000_000,
+                rows => vec![minijinja::context! { id => "<b>alice</b>", two_factor => true }],
+                audit => vec![minijinja::context! { detail => "<b>alice</b>" }], health => minijinja::context! {},
             };
-            for page in ["login.html", "enroll.html", "code.html", "logout.html", "error.html"] {
+            for page in [
+                "login.html",
+                "enroll.html",
+                "code.html",
+                "logout.html",
+                "error.html",
+                "admin.html",
+            ] {
                 let html = r.render(page, ctx.clone());
                 assert!(html.contains(&format!("lang=\"{}\"", lang.code())), "{page}");
                 assert!(!html.contains("<b>alice</b>"), "{page} must escape");
-                assert!(!html.contains("<script"), "{page} has no inline script");
+                for script in html.split("<script").skip(1) {
+                    assert!(
+                        script.starts_with(" src=\"/_kanmon/static/") && script.contains("></script>"),
+                        "{page} has no inline script"
+                    );
+                    let body = script.split_once('>').unwrap().1;
+                    assert!(body.starts_with("</script>"), "{page}: an external script has no body");
+                }
             }
         }
     }

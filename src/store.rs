@@ -32,6 +32,13 @@ const RATE: TableDefinition<&str, &[u8]> = TableDefinition::new("rate");
 const CODE_FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("code_failures");
 /// user → the browser allowed to enroll after a self-service reset (REQ-50).
 const REENROLL: TableDefinition<&str, &[u8]> = TableDefinition::new("reenroll");
+/// user → time of their last successful login, kept with the audit record that says so.
+const LAST_LOGIN: TableDefinition<&str, i64> = TableDefinition::new("last_login");
+
+/// The audit event whose record also updates the user's last login.
+pub const LOGIN_SUCCESS: &str = "login.success";
+/// Audit records looked at, at most, for one filtered query (newest first).
+const AUDIT_SCAN_LIMIT: usize = 200_000;
 
 pub const DB_FILE: &str = "kanmon.redb";
 
@@ -60,6 +67,25 @@ db_err!(
 );
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+fn user_sessions_in(
+    sessions: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    index: &impl ReadableTable<&'static [u8], ()>,
+    user: &str,
+) -> Result<Vec<Session>> {
+    let mut prefix = user_key(user).into_bytes();
+    prefix.push(0);
+    let mut end = prefix.clone();
+    *end.last_mut().expect("non-empty") = 1;
+    let mut out = Vec::new();
+    for entry in index.range(prefix.as_slice()..end.as_slice())? {
+        let (k, _) = entry?;
+        if let Some(v) = sessions.get(&k.value()[prefix.len()..])? {
+            out.push(from_json(v.value())?);
+        }
+    }
+    Ok(out)
+}
 
 /// A user's associated authenticator. `last_step` is the replay guard (REQ-6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,13 +132,58 @@ pub struct ReenrollBinding {
     pub until: UnixTime,
 }
 
+/// One record of the audit trail. Fields added later have serde defaults, so records
+/// written by older versions stay readable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub time: UnixTime,
     pub event: String,
+    /// The account concerned.
     pub user: Option<String>,
     pub ip: Option<String>,
     pub detail: Option<String>,
+    /// Who acted: `browser` (someone at the login screens), `admin:ID`, `cli`, `system`.
+    #[serde(default)]
+    pub actor: String,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// `success`, `failure` or `info`.
+    #[serde(default)]
+    pub outcome: String,
+}
+
+/// Which audit records a query wants; every part that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// The account, case-insensitively.
+    pub user: Option<String>,
+    /// A part of the event name (`login`, `admin.reset_2fa`).
+    pub event: Option<String>,
+    pub from: Option<UnixTime>,
+    /// Exclusive.
+    pub to: Option<UnixTime>,
+}
+
+impl AuditFilter {
+    pub fn matches(&self, e: &AuditEvent) -> bool {
+        self.user
+            .as_ref()
+            .is_none_or(|u| e.user.as_ref().is_some_and(|x| x.eq_ignore_ascii_case(u)))
+            && self.event.as_ref().is_none_or(|ev| e.event.contains(ev.as_str()))
+            && self.from.is_none_or(|t| e.time >= t)
+            && self.to.is_none_or(|t| e.time < t)
+    }
+}
+
+/// What the store knows about one account, for the status of administrators.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub authenticator: Option<Authenticator>,
+    pub pending_enrollment: bool,
+    pub code_failures: CodeFailures,
+    pub last_login: Option<UnixTime>,
+    /// Every stored session of the account (expired ones are purged within a minute).
+    pub sessions: Vec<Session>,
 }
 
 #[derive(Clone)]
@@ -166,6 +237,7 @@ impl Store {
         txn.open_table(RATE)?;
         txn.open_table(REENROLL)?;
         txn.open_table(CODE_FAILURES)?;
+        txn.open_table(LAST_LOGIN)?;
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -286,6 +358,14 @@ impl Store {
         Ok(count)
     }
 
+    /// Every stored session of a user.
+    pub fn user_sessions(&self, user: &str) -> Result<Vec<Session>> {
+        let txn = self.db.begin_read()?;
+        let sessions = txn.open_table(SESSIONS)?;
+        let index = txn.open_table(USER_SESSIONS)?;
+        user_sessions_in(&sessions, &index, user)
+    }
+
     /// Deletes sessions for which `is_live` says no, and pending enrollments older than
     /// `pending_before`. Returns the sessions removed.
     pub fn purge(&self, is_live: impl Fn(&Session) -> bool, pending_before: UnixTime) -> Result<Vec<Session>> {
@@ -382,6 +462,68 @@ impl Store {
             .is_some();
         txn.commit()?;
         Ok(removed)
+    }
+
+    /// Removes everything of a user's second step in one transaction: the association,
+    /// a pending enrollment, reset links, code failures and a re-enrollment binding.
+    /// The next login enrolls again. True when an authenticator was associated.
+    pub fn reset_second_factor(&self, user: &str) -> Result<bool> {
+        let txn = self.db.begin_write()?;
+        let key = user_key(user);
+        let had = {
+            let had = txn.open_table(AUTHENTICATORS)?.remove(key.as_str())?.is_some();
+            txn.open_table(PENDING_ENROLLMENTS)?.remove(key.as_str())?;
+            txn.open_table(CODE_FAILURES)?.remove(key.as_str())?;
+            txn.open_table(REENROLL)?.remove(key.as_str())?;
+            let old = txn
+                .open_table(RESET_BY_USER)?
+                .remove(key.as_str())?
+                .map(|v| v.value().to_vec());
+            if let Some(old) = old {
+                txn.open_table(RESET_TOKENS)?.remove(old.as_slice())?;
+            }
+            had
+        };
+        txn.commit()?;
+        Ok(had)
+    }
+
+    /// The (lower-cased) IDs of every account with an associated authenticator.
+    pub fn associated_users(&self) -> Result<Vec<String>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(AUTHENTICATORS)?;
+        table.iter()?.map(|e| Ok(e?.0.value().to_owned())).collect()
+    }
+
+    /// The stored state of several accounts, read in one transaction.
+    pub fn account_records(&self, users: &[String]) -> Result<Vec<AccountRecord>> {
+        let txn = self.db.begin_read()?;
+        let authenticators = txn.open_table(AUTHENTICATORS)?;
+        let pending = txn.open_table(PENDING_ENROLLMENTS)?;
+        let failures = txn.open_table(CODE_FAILURES)?;
+        let last = txn.open_table(LAST_LOGIN)?;
+        let sessions = txn.open_table(SESSIONS)?;
+        let index = txn.open_table(USER_SESSIONS)?;
+        users
+            .iter()
+            .map(|u| {
+                let key = user_key(u);
+                Ok(AccountRecord {
+                    authenticator: authenticators
+                        .get(key.as_str())?
+                        .map(|v| from_json(v.value()))
+                        .transpose()?,
+                    pending_enrollment: pending.get(key.as_str())?.is_some(),
+                    code_failures: failures
+                        .get(key.as_str())?
+                        .map(|v| from_json(v.value()))
+                        .transpose()?
+                        .unwrap_or_default(),
+                    last_login: last.get(key.as_str())?.map(|v| v.value()),
+                    sessions: user_sessions_in(&sessions, &index, u)?,
+                })
+            })
+            .collect()
     }
 
     // ---- pending enrollments -------------------------------------------------------
@@ -643,15 +785,65 @@ impl Store {
 
     // ---- audit trail -------------------------------------------------------------
 
+    /// Appends a record; a successful login also becomes the user's last login.
     pub fn audit(&self, event: &AuditEvent) -> Result<()> {
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(AUDIT)?;
             let next = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
             table.insert(next, to_json(event)?.as_slice())?;
+            if let (LOGIN_SUCCESS, Some(user)) = (event.event.as_str(), &event.user) {
+                txn.open_table(LAST_LOGIN)?
+                    .insert(user_key(user).as_str(), event.time)?;
+            }
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Removes audit records older than `before` (the oldest come first); returns how many.
+    pub fn prune_audit(&self, before: UnixTime) -> Result<usize> {
+        let txn = self.db.begin_write()?;
+        let removed = {
+            let mut table = txn.open_table(AUDIT)?;
+            let mut old = Vec::new();
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                // An unreadable record has no time to keep it by.
+                match from_json::<AuditEvent>(v.value()) {
+                    Ok(e) if e.time >= before => break,
+                    _ => old.push(k.value()),
+                }
+            }
+            for k in &old {
+                table.remove(*k)?;
+            }
+            old.len()
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// The newest `limit` records that match, newest first (looking at no more than a
+    /// bounded number of records, so the page stays fast on a long trail).
+    pub fn query_audit(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<AuditEvent>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(AUDIT)?;
+        let mut out = Vec::new();
+        for entry in table.iter()?.rev().take(AUDIT_SCAN_LIMIT) {
+            let (_, v) = entry?;
+            // One unreadable record does not hide the rest of the trail.
+            let Ok(e) = from_json::<AuditEvent>(v.value()) else {
+                continue;
+            };
+            if filter.matches(&e) {
+                out.push(e);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The newest `limit` audit events, newest first.
@@ -753,18 +945,86 @@ mod tests {
         assert!(s.authenticator("bob").unwrap().is_none());
     }
 
+    fn event(time: UnixTime, event: &str, user: Option<&str>) -> AuditEvent {
+        AuditEvent {
+            time,
+            event: event.into(),
+            user: user.map(str::to_owned),
+            ip: None,
+            detail: None,
+            actor: "system".into(),
+            user_agent: None,
+            outcome: "info".into(),
+        }
+    }
+
+    #[test]
+    fn old_audit_records_stay_readable() {
+        let old = r#"{"time":5,"event":"login.success","user":"alice","ip":"127.0.0.1","detail":null}"#;
+        let e: AuditEvent = serde_json::from_str(old).unwrap();
+        assert_eq!((e.actor.as_str(), e.user_agent, e.outcome.as_str()), ("", None, ""));
+    }
+
+    #[test]
+    fn audit_is_pruned_filtered_and_keeps_the_last_login() {
+        let (_d, s) = store();
+        s.audit(&event(10, "login.success", Some("Alice"))).unwrap();
+        s.audit(&event(20, "login.code_failed", Some("bob"))).unwrap();
+        s.audit(&event(30, "login.success", Some("bob"))).unwrap();
+        let f = AuditFilter {
+            user: Some("alice".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(s.query_audit(&f, 10).unwrap().len(), 1);
+        let f = AuditFilter {
+            event: Some("code".into()),
+            from: Some(15),
+            to: Some(25),
+            ..AuditFilter::default()
+        };
+        assert_eq!(s.query_audit(&f, 10).unwrap()[0].time, 20);
+        let records = s.account_records(&["alice".into(), "bob".into()]).unwrap();
+        assert_eq!((records[0].last_login, records[1].last_login), (Some(10), Some(30)));
+        assert_eq!(s.prune_audit(25).unwrap(), 2);
+        assert_eq!(s.recent_audit(10).unwrap().len(), 1);
+        assert_eq!(
+            s.account_records(&["alice".into()]).unwrap()[0].last_login,
+            Some(10),
+            "the last login outlives the pruned record"
+        );
+    }
+
+    #[test]
+    fn resetting_the_second_factor_removes_everything_of_it() {
+        let (_d, s) = store();
+        let a = Authenticator {
+            sealed_secret: "x".into(),
+            last_step: None,
+            enrolled_at: 1,
+        };
+        s.complete_enrollment("bob", &a).unwrap();
+        s.record_code_failure("bob", 5).unwrap();
+        let token = ResetToken {
+            user: "bob".into(),
+            expires: 100,
+            enrolled_at: 1,
+            browser: String::new(),
+        };
+        s.put_reset_token(&[7; 32], &token).unwrap();
+        assert_eq!(s.associated_users().unwrap(), ["bob"]);
+        assert!(s.reset_second_factor("BOB").unwrap());
+        assert!(s.associated_users().unwrap().is_empty());
+        assert!(s.authenticator("bob").unwrap().is_none());
+        assert!(s.reset_token(&[7; 32]).unwrap().is_none());
+        assert_eq!(s.code_failures("bob").unwrap(), CodeFailures::default());
+        assert!(!s.reset_second_factor("bob").unwrap());
+    }
+
     #[test]
     fn audit_is_newest_first() {
         let (_d, s) = store();
         for i in 0..3 {
-            s.audit(&AuditEvent {
-                time: i,
-                event: format!("e{i}"),
-                user: None,
-                ip: None,
-                detail: None,
-            })
-            .unwrap();
+            s.audit(&event(i, &format!("e{i}"), None)).unwrap();
         }
         let events = s.recent_audit(2).unwrap();
         assert_eq!(

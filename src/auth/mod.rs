@@ -1,6 +1,7 @@
 //! Every security decision of the gateway, testable without HTTP: who may pass, which
 //! code is right, which session is valid, which host and path are acceptable.
 
+pub mod admin;
 pub mod client;
 pub mod csrf;
 pub mod host;

@@ -57,6 +57,48 @@ pub fn check_length(password: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a configured hash is refused: not argon2id PHC, or weaker than the OWASP
+/// minimum this gateway hashes with (m=19456 KiB, t=2).
+pub fn check_hash(phc: &str) -> Result<(), String> {
+    let how = "must be an argon2id hash as printed by `kanmon hash-password`";
+    let parsed = PasswordHash::new(phc).map_err(|_| how.to_owned())?;
+    if parsed.algorithm.as_str() != "argon2id" || parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err(how.to_owned());
+    }
+    let params = Params::try_from(&parsed).map_err(|_| how.to_owned())?;
+    if params.m_cost() < M_COST_KIB || params.t_cost() < T_COST {
+        return Err(format!(
+            "the hash uses m={}, t={}, weaker than the minimum m={M_COST_KIB}, t={T_COST}; make a new one with `kanmon hash-password`",
+            params.m_cost(),
+            params.t_cost()
+        ));
+    }
+    Ok(())
+}
+
+/// zxcvbn's view of a password (0 … 4) below this is worth a warning.
+pub const WEAK_SCORE: u8 = 3;
+
+/// A warning with zxcvbn's feedback when the password is guessable; `None` when it
+/// scores [`WEAK_SCORE`] or more. `hints` are words the password should not rest on.
+pub fn weakness(password: &str, hints: &[&str]) -> Option<String> {
+    let estimate = zxcvbn::zxcvbn(password, hints);
+    let score = u8::from(estimate.score());
+    if score >= WEAK_SCORE {
+        return None;
+    }
+    let mut out = format!("this password is weak (strength {score} of 4; at least {WEAK_SCORE} is advised)");
+    if let Some(f) = estimate.feedback() {
+        if let Some(w) = f.warning() {
+            out.push_str(&format!(". {w}"));
+        }
+        for s in f.suggestions() {
+            out.push_str(&format!("\n  - {s}"));
+        }
+    }
+    Some(out)
+}
+
 struct Job {
     password: String,
     /// `None`: an unknown user; the dummy hash is verified and the answer is false.
@@ -180,6 +222,28 @@ mod tests {
             DUMMY_HASH,
             &mut vec![Block::default(); params().block_count()]
         ));
+    }
+
+    #[test]
+    fn m1_weak_or_foreign_hashes_are_refused() {
+        assert!(check_hash(&hash("correct horse battery", &SystemRandom)).is_ok());
+        assert!(check_hash(DUMMY_HASH).is_ok());
+        let weak_m = "$argon2id$v=19$m=4096,t=3,p=1$c29tZXNhbHRzb21lc2FsdA$0J3pHx5J0bLyPzT1S9Xl7+7Zr2kGZQ2+KJqbqQ4mG1g";
+        assert!(check_hash(weak_m).unwrap_err().contains("m=4096"));
+        let weak_t =
+            "$argon2id$v=19$m=19456,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$0J3pHx5J0bLyPzT1S9Xl7+7Zr2kGZQ2+KJqbqQ4mG1g";
+        assert!(check_hash(weak_t).unwrap_err().contains("t=1"));
+        let argon2i =
+            "$argon2i$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0J3pHx5J0bLyPzT1S9Xl7+7Zr2kGZQ2+KJqbqQ4mG1g";
+        assert!(check_hash(argon2i).unwrap_err().contains("argon2id"));
+        assert!(check_hash("$2y$10$abc").is_err());
+    }
+
+    #[test]
+    fn m1_zxcvbn_warns_about_guessable_passwords_only() {
+        let w = weakness("password1", &[]).expect("a weak password");
+        assert!(w.contains("weak"), "{w}");
+        assert!(weakness("x7#Lq!zR8pW2vN-Tb4", &[]).is_none());
     }
 
     #[test]

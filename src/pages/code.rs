@@ -70,42 +70,10 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     };
 
     let now = ctx.app.now();
-    let app = ctx.app.clone();
-    let uid = user.clone();
-    // Check and record the step in one transaction: of two concurrent submissions of
-    // one code exactly one wins (REQ-7).
-    let outcome = ctx
-        .app
-        .store
-        .run(move |st| {
-            // REQ-12: while the account is slowed or locked, no code is checked at all.
-            if st.code_failures(&uid)?.gate(now) != Gate::Open {
-                return Ok(Some(Verdict::Throttled));
-            }
-            st.update_authenticator(&uid, |current| {
-                let Some(a) = current else { return (None, None) };
-                let Some(secret) = app
-                    .sealer
-                    .open("totp", &uid, &a.sealed_secret)
-                    .and_then(TotpSecret::from_bytes)
-                else {
-                    tracing::error!(user = %uid, "a stored secret cannot be opened");
-                    return (None, Some(Verdict::Wrong));
-                };
-                match totp::verdict(&secret, &code, now, a.last_step) {
-                    Verdict::Accepted(step) => {
-                        let mut next = a.clone();
-                        next.last_step = Some(step);
-                        (Some(next), Some(Verdict::Accepted(step)))
-                    }
-                    other => (None, Some(other)),
-                }
-            })
-        })
-        .await;
+    let outcome = check_code(&ctx.app, &user, code, now).await;
     match outcome {
         Ok(Some(Verdict::Accepted(_))) => {
-            ctx.app.audit("login.success", Some(&user), ctx.ip(), None).await;
+            ctx.audit("login.success", Some(&user), None).await;
             // REQ-13, REQ-40: a right code clears the failure count and voids any
             // outstanding reset link.
             let uid = user.clone();
@@ -127,7 +95,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
                 Verdict::Throttled => "login.code_throttled",
                 _ => "login.code_failed",
             };
-            ctx.app.audit(event, Some(&user), ctx.ip(), None).await;
+            ctx.audit(event, Some(&user), None).await;
             if verdict != Verdict::Throttled {
                 count_account_failure(ctx, &user, now).await;
             }
@@ -158,6 +126,47 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// Checks a code against the user's authenticator and records its step in one
+/// transaction: of two concurrent submissions of one code exactly one wins (REQ-7).
+/// While the account is slowed or locked no code is checked at all (REQ-12). `None`
+/// when no authenticator is associated.
+pub async fn check_code(
+    app: &std::sync::Arc<crate::app::App>,
+    user: &str,
+    code: Code,
+    now: crate::clock::UnixTime,
+) -> Result<Option<Verdict>, crate::store::StoreError> {
+    let app = app.clone();
+    let uid = user.to_owned();
+    app.clone()
+        .store
+        .run(move |st| {
+            if st.code_failures(&uid)?.gate(now) != Gate::Open {
+                return Ok(Some(Verdict::Throttled));
+            }
+            st.update_authenticator(&uid, |current| {
+                let Some(a) = current else { return (None, None) };
+                let Some(secret) = app
+                    .sealer
+                    .open("totp", &uid, &a.sealed_secret)
+                    .and_then(TotpSecret::from_bytes)
+                else {
+                    tracing::error!(user = %uid, "a stored secret cannot be opened");
+                    return (None, Some(Verdict::Wrong));
+                };
+                match totp::verdict(&secret, &code, now, a.last_step) {
+                    Verdict::Accepted(step) => {
+                        let mut next = a.clone();
+                        next.last_step = Some(step);
+                        (Some(next), Some(Verdict::Accepted(step)))
+                    }
+                    other => (None, Some(other)),
+                }
+            })
+        })
+        .await
+}
+
 pub fn format_error(t: &Text, e: CodeFormatError) -> String {
     match e {
         CodeFormatError::NotDigits => t.err_code_not_digits,
@@ -185,11 +194,11 @@ pub fn wrong_code_message(t: &Text, verdict: Verdict) -> String {
 
 /// REQ-10, REQ-11: wrong codes count against the account, across sessions; the one
 /// that locks it is told to the user.
-async fn count_account_failure(ctx: &Ctx, user: &str, now: crate::clock::UnixTime) {
+pub async fn count_account_failure(ctx: &Ctx, user: &str, now: crate::clock::UnixTime) {
     let uid = user.to_owned();
     match ctx.app.store.run(move |st| st.record_code_failure(&uid, now)).await {
         Ok((_, true)) => {
-            ctx.app.audit("account.locked", Some(user), ctx.ip(), None).await;
+            ctx.audit("account.locked", Some(user), None).await;
             ctx.app.notify(user, Notice::Locked, ctx.lang, ctx.origin());
         }
         Ok(_) => {}

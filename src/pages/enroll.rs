@@ -74,7 +74,7 @@ async fn screen(ctx: &Ctx, status: StatusCode, s: &Session, user: &str, error: O
         ctx.t().enroll_title,
         minijinja::context! {
             csrf => &s.csrf, action => ENROLL_PATH, error => error, freshness => freshness,
-            qr_svg => qr_svg(&uri), key_groups => secret.grouped(),
+            qr_svg => qr_svg(&uri), key_groups => secret.grouped(), server_time => now,
         },
     )
 }
@@ -159,15 +159,15 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
                 Ok(false) => return web::see_other(&login_with("expired")),
                 Err(e) => return ctx.internal_error("storing an authenticator failed", e),
             }
-            ctx.app.audit("enroll.completed", Some(&user), ctx.ip(), None).await;
+            ctx.audit("enroll.completed", Some(&user), None).await;
             ctx.app.notify(&user, Notice::Enrolled, ctx.lang, ctx.origin());
-            ctx.app.audit("login.success", Some(&user), ctx.ip(), None).await;
+            ctx.audit("login.success", Some(&user), None).await;
             let next = s.step_up(SessionState::Full { user, auth_time: now }, ctx.app.rng(), now);
             let location = next_location(&next);
             ctx.step_to(Some(&id), next, &location).await
         }
         verdict => {
-            ctx.app.audit("enroll.code_failed", Some(&user), ctx.ip(), None).await;
+            ctx.audit("enroll.code_failed", Some(&user), None).await;
             match count_failure(ctx, &id).await {
                 Ok(true) => web::see_other(&login_with("too_many")),
                 Ok(false) => {

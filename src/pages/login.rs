@@ -61,6 +61,15 @@ pub async fn show(ctx: &Ctx) -> Response<Body> {
     r
 }
 
+/// A refused password attempt. The typed ID is recorded only when it names an account:
+/// people type their password into the wrong field, and the trail never holds one.
+async fn audit_attempt(ctx: &Ctx, event: &str, typed_user: &str) {
+    match ctx.cfg.user(typed_user) {
+        Some(u) => ctx.audit(event, Some(&u.id), None).await,
+        None => ctx.audit(event, None, Some("unknown user ID".to_owned())).await,
+    }
+}
+
 fn form(
     ctx: &Ctx,
     status: StatusCode,
@@ -108,14 +117,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         throttle::password_gate(&recent[1], limits.password_failures_per_ip, now),
     );
     if let Err(retry_after) = gate {
-        ctx.app
-            .audit(
-                "login.password_throttled",
-                Some(typed_user).filter(|u| !u.is_empty()),
-                ctx.ip(),
-                None,
-            )
-            .await;
+        audit_attempt(ctx, "login.password_throttled", typed_user).await;
         let minutes = ((retry_after + 59) / 60).to_string();
         let message = ctx.t().err_throttled.replace("{n}", &minutes);
         let mut r = form(ctx, StatusCode::TOO_MANY_REQUESTS, &s, typed_user, None, Some(&message));
@@ -149,14 +151,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             if let Err(e) = result {
                 tracing::error!(error = %e, "counting a password failure failed");
             }
-            ctx.app
-                .audit(
-                    "login.password_failed",
-                    Some(typed_user).filter(|u| !u.is_empty()),
-                    ctx.ip(),
-                    None,
-                )
-                .await;
+            audit_attempt(ctx, "login.password_failed", typed_user).await;
             // One answer for unknown user and wrong password (REQ-34).
             return form(
                 ctx,
@@ -192,9 +187,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             Ok((None, binding)) => {
                 let cookie = session::read_cookie(&ctx.headers, reset::BROWSER_COOKIE);
                 if !reset::may_enroll(binding.as_ref(), cookie, now) {
-                    ctx.app
-                        .audit("enroll.refused_other_browser", Some(&user.id), ctx.ip(), None)
-                        .await;
+                    ctx.audit("enroll.refused_other_browser", Some(&user.id), None).await;
                     return form(
                         ctx,
                         StatusCode::FORBIDDEN,
@@ -214,7 +207,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     } else {
         "login.password_ok"
     };
-    ctx.app.audit(event, Some(&user.id), ctx.ip(), None).await;
+    ctx.audit(event, Some(&user.id), None).await;
     let next = s.step_up(next_state, ctx.app.rng(), now);
     let location = next_location(&next);
     ctx.step_to(Some(&id), next, &location).await

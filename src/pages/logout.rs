@@ -43,14 +43,12 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             }
         }
     }
-    ctx.app
-        .audit(
-            if everywhere { "logout.everywhere" } else { "logout" },
-            user.as_deref(),
-            ctx.ip(),
-            None,
-        )
-        .await;
+    ctx.audit(
+        if everywhere { "logout.everywhere" } else { "logout" },
+        user.as_deref(),
+        None,
+    )
+    .await;
     let mut r = web::see_other(LOGOUT_PATH);
     web::add_cookie(&mut r, &session::clear_session_cookie());
     r

@@ -1,6 +1,7 @@
 //! The gateway's own screens under `/_kanmon/`. Each module parses its form, asks
 //! `auth` for the decision, and renders its template; none of them forwards anything.
 
+mod admin;
 mod code;
 mod enroll;
 mod health;
@@ -21,7 +22,7 @@ use crate::auth::session::{self, Session, SessionId};
 use crate::auth::{csrf, redirect::SameSitePath};
 use crate::config::Config;
 use crate::i18n::{Lang, Text};
-use crate::render::STYLESHEET;
+use crate::render::{CLOCK_SCRIPT, STYLESHEET};
 use crate::web::{self, Body, Form, FormError};
 
 pub const LOGIN_PATH: &str = "/_kanmon/login";
@@ -97,6 +98,33 @@ impl Ctx {
         Some(self.client_ip.to_string())
     }
 
+    pub fn user_agent(&self) -> Option<String> {
+        self.headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(crate::audit::clean_user_agent)
+    }
+
+    /// Records an event caused at the screens, with this request's address and browser.
+    pub async fn audit(&self, event: &str, user: Option<&str>, detail: Option<String>) {
+        self.audit_as(crate::audit::BROWSER, event, user, detail).await;
+    }
+
+    pub async fn audit_as(&self, actor: &str, event: &str, user: Option<&str>, detail: Option<String>) {
+        self.app
+            .record(crate::store::AuditEvent {
+                time: self.app.now(),
+                event: event.to_owned(),
+                user: user.map(str::to_owned),
+                ip: self.ip(),
+                detail,
+                actor: actor.to_owned(),
+                user_agent: self.user_agent(),
+                outcome: crate::audit::outcome_of(event).to_owned(),
+            })
+            .await;
+    }
+
     /// Time, address and browser of this request, for security e-mails.
     pub fn origin(&self) -> crate::mail::Origin {
         let user_agent = self.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
@@ -169,6 +197,17 @@ pub async fn route(ctx: Ctx, route: &str, req: Request<Incoming>) -> Response<Bo
         ("healthz", &Method::GET | &Method::HEAD) => health::healthz(&ctx).await,
         ("reset", _) => reset::route(&ctx, "", req).await,
         ("reset/confirm", _) => reset::route(&ctx, "confirm", req).await,
+        ("admin", _) => admin::route(&ctx, "", req).await,
+        (r, _) if r.starts_with("admin/") => admin::route(&ctx, &r["admin/".len()..], req).await,
+        ("static/clock.js", &Method::GET | &Method::HEAD) => {
+            let mut r = web::text(StatusCode::OK, "text/javascript; charset=utf-8", CLOCK_SCRIPT);
+            web::secure_headers(&mut r);
+            r.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("public, max-age=3600"),
+            );
+            return r;
+        }
         ("static/kanmon.css", &Method::GET | &Method::HEAD) => {
             let mut r = web::text(StatusCode::OK, "text/css; charset=utf-8", STYLESHEET);
             web::secure_headers(&mut r);
@@ -178,7 +217,7 @@ pub async fn route(ctx: Ctx, route: &str, req: Request<Incoming>) -> Response<Bo
             );
             return r;
         }
-        ("login" | "enroll" | "code" | "logout" | "healthz" | "static/kanmon.css", _) => {
+        ("login" | "enroll" | "code" | "logout" | "healthz" | "static/kanmon.css" | "static/clock.js", _) => {
             let mut r = ctx.error_page(StatusCode::METHOD_NOT_ALLOWED, ctx.t().bad_request);
             r.headers_mut()
                 .insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD, POST"));

@@ -87,7 +87,7 @@ async fn request(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     match allowed {
         Ok(true) => {}
         Ok(false) => {
-            ctx.app.audit("reset.limited", Some(&account.id), ctx.ip(), None).await;
+            ctx.audit("reset.limited", Some(&account.id), None).await;
             return code::form(
                 ctx,
                 StatusCode::TOO_MANY_REQUESTS,
@@ -125,8 +125,7 @@ async fn request(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         // SMTP trouble: the link of a mail that did not go out is void; nothing changes.
         let uid = account.id.clone();
         let _ = ctx.app.store.run(move |st| st.delete_reset_tokens(&uid)).await;
-        ctx.app
-            .audit("reset.mail_failed", Some(&account.id), ctx.ip(), Some(e.to_string()))
+        ctx.audit("reset.mail_failed", Some(&account.id), Some(e.to_string()))
             .await;
         return code::form(
             ctx,
@@ -136,9 +135,7 @@ async fn request(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             None,
         );
     }
-    ctx.app
-        .audit("reset.requested", Some(&account.id), ctx.ip(), None)
-        .await;
+    ctx.audit("reset.requested", Some(&account.id), None).await;
     let notice = ctx
         .t()
         .reset_sent
@@ -258,9 +255,7 @@ async fn confirm(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     };
     // REQ-47: every session of the account ends, live connections included.
     ctx.app.end_user_sessions(&record.user).await;
-    ctx.app
-        .audit("reset.completed", Some(&record.user), ctx.ip(), None)
-        .await;
+    ctx.audit("reset.completed", Some(&record.user), None).await;
     ctx.app.notify(&record.user, Notice::ResetDone, ctx.lang, ctx.origin());
     // A token-free address after the POST (REQ-44).
     let mut r = web::see_other(&super::login_with("reset_done"));

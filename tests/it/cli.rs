@@ -60,6 +60,52 @@ fn m1_hash_password_refuses_a_short_password() {
     assert!(err.contains('8') && err.contains('5'), "{err}");
 }
 
+/// M-1: a guessable password still gets its hash, with zxcvbn's warning and advice on
+/// standard error; a strong one gets no warning.
+#[test]
+fn m1_hash_password_warns_about_a_weak_password() {
+    let out = kanmon(&["hash-password"], Some("password1\n"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("$argon2id$"));
+    let err = stderr(&out);
+    assert!(err.contains("weak") && err.contains("of 4"), "{err}");
+    assert!(err.contains("common"), "zxcvbn's own feedback: {err}");
+
+    let out = kanmon(&["hash-password"], Some("violet-tractor-harbour-87-quietly\n"));
+    assert!(out.status.success());
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let out = kanmon(&["hash-password"], Some(&format!("{}\n", "x".repeat(129))));
+    assert!(!out.status.success() && out.stdout.is_empty(), "128 characters at most");
+}
+
+/// M-1: an error in the users file names that file, the line and the field.
+#[test]
+fn m1_check_config_names_the_users_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "users.yaml",
+        &format!(
+            "- id: taro\n  email: taro@example.com\n  password_hash: \"{HASH}\"\n  role: user\n  two_factor: false\n- id: hanako\n  email: hanako@example.com\n  password_hash: \"{}\"\n  role: user\n  two_factor: false\n",
+            HASH.replace("t=2", "t=1")
+        ),
+    );
+    let path = write(
+        dir.path(),
+        "config.yaml",
+        &format!("{}users_file: users.yaml\n", minimal_config(8443)),
+    );
+    let out = kanmon(&["check-config", "--config", path.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    let users = dir.path().join("users.yaml");
+    assert!(
+        err.contains(&format!("{}:8: users[1].password_hash", users.display())),
+        "{err}"
+    );
+    assert!(err.contains("t=1"), "{err}");
+}
+
 /// G-8: the shipped example configuration is valid.
 #[test]
 fn g8_check_config_accepts_the_example() {

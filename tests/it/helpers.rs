@@ -40,6 +40,10 @@ pub struct Setup {
     /// Another upstream than the recording one (which still runs, unused), e.g. an
     /// `https://` server or nginx started by the test. `None`: the recording upstream.
     pub upstream_url: Option<String>,
+    /// Files written next to the config before it is loaded (name, contents).
+    pub files: Vec<(String, String)>,
+    /// What the kernel is said to answer about the clock (M-4); the real kernel if unset.
+    pub clock_check: Option<kanmon::clock::SyncCheck>,
     /// The gateway's certificate; `None`: a fresh self-signed one.
     pub tls: Option<TestTls>,
 }
@@ -73,6 +77,8 @@ impl Default for Setup {
             upstream: true,
             smtp_yaml: None,
             upstream_url: None,
+            files: Vec::new(),
+            clock_check: None,
             tls: None,
         }
     }
@@ -115,13 +121,19 @@ pub async fn spawn_with(setup: Setup) -> TestApp {
     }
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, &yaml).unwrap();
+    for (name, text) in &setup.files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
     let config = Config::load(&path).unwrap();
     let clock = ManualClock::new(START);
-    let options = Options {
+    let mut options = Options {
         clock: clock.clone(),
         hash_workers: 2,
         ..Options::default()
     };
+    if let Some(check) = setup.clock_check {
+        options.clock_check = check;
+    }
     let running = kanmon::build(config, options).await.unwrap();
     let port = running.addr.port();
     TestApp {

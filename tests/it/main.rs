@@ -6,6 +6,7 @@ mod framing;
 mod helpers;
 mod upstream;
 
+mod admin;
 mod cli;
 mod codes;
 mod limits;
