@@ -141,9 +141,10 @@ mod tests {
         assert_eq!(n("/x;jsessionid=1").unwrap(), "/x;jsessionid=1");
     }
 
-    /// Found by the fuzzer (`fuzz/fuzz_targets/path.rs`): raw non-ASCII text was pushed
-    /// byte by byte as characters, so `/é` became `/Ã©`, which normalized to something
-    /// else again, and a skip-auth prefix with such text never matched.
+    /// Found by the property tests below (the fuzz target `path` checks the same): raw
+    /// non-ASCII text was pushed byte by byte as characters, so `/é` became `/Ã©`, which
+    /// normalized to something else again, and a skip-auth prefix with such text never
+    /// matched.
     #[test]
     fn req64_non_ascii_text_takes_its_escaped_form() {
         assert_eq!(n("/é").unwrap(), "/%C3%A9");

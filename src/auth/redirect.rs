@@ -88,8 +88,9 @@ mod tests {
         }
     }
 
-    /// Found by the fuzzer (`fuzz/fuzz_targets/return_to.rs`): only three layers of
-    /// encoding were looked through, so a fourth hid `//evil.example`.
+    /// Found by the property tests below (the fuzz target `return_to` checks the same):
+    /// only three layers of encoding were looked through, so a fourth hid
+    /// `//evil.example`.
     #[test]
     fn req61_no_depth_of_encoding_hides_an_authority() {
         let mut encoded = "%2F".to_owned();
