@@ -13,7 +13,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::auth::session::{Session, SessionKey};
-use crate::auth::throttle::CodeFailures;
+use crate::auth::throttle::{CodeFailures, Gate};
+use crate::auth::totp::Verdict;
 use crate::clock::UnixTime;
 
 const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
@@ -551,6 +552,61 @@ impl Store {
             let (next, locked) = current.after_failure(now);
             table.insert(key.as_str(), to_json(&next)?.as_slice())?;
             (next, locked)
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    /// Decides a submitted code in one write transaction: the account's failure gate
+    /// (REQ-12: while slowed or locked no code is checked), the verdict with its replay
+    /// guard (REQ-6), storing the step of a right code (REQ-7) and counting a wrong one
+    /// (REQ-10, REQ-11). redb runs write transactions one at a time, so submissions at
+    /// the same moment can neither pass a closed gate together nor lose a count.
+    /// `judge` gets the stored authenticator and gives the verdict; the result is that
+    /// verdict (`Throttled` when the gate was closed) and whether this failure locked the
+    /// account, or `None` when the user has no authenticator.
+    pub fn attempt_code(
+        &self,
+        user: &str,
+        now: UnixTime,
+        judge: impl FnOnce(&Authenticator) -> Verdict,
+    ) -> Result<Option<(Verdict, bool)>> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let key = user_key(user);
+            let mut failures_table = txn.open_table(CODE_FAILURES)?;
+            let failures: CodeFailures = failures_table
+                .get(key.as_str())?
+                .map(|v| from_json(v.value()))
+                .transpose()?
+                .unwrap_or_default();
+            let mut authenticators = txn.open_table(AUTHENTICATORS)?;
+            let current: Option<Authenticator> = authenticators
+                .get(key.as_str())?
+                .map(|v| from_json(v.value()))
+                .transpose()?;
+            if failures.gate(now) != Gate::Open {
+                Some((Verdict::Throttled, false))
+            } else if let Some(a) = current {
+                match judge(&a) {
+                    Verdict::Accepted(step) => {
+                        let next = Authenticator {
+                            last_step: Some(step),
+                            ..a
+                        };
+                        authenticators.insert(key.as_str(), to_json(&next)?.as_slice())?;
+                        Some((Verdict::Accepted(step), false))
+                    }
+                    Verdict::Throttled => Some((Verdict::Throttled, false)),
+                    wrong => {
+                        let (next, locked) = failures.after_failure(now);
+                        failures_table.insert(key.as_str(), to_json(&next)?.as_slice())?;
+                        Some((wrong, locked))
+                    }
+                }
+            } else {
+                None
+            }
         };
         txn.commit()?;
         Ok(result)

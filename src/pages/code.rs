@@ -6,7 +6,6 @@ use hyper::body::Incoming;
 
 use super::{CODE_PATH, Ctx, LOGIN_PATH, login_with, next_location};
 use crate::auth::session::{MAX_CODE_FAILURES, Session, SessionId, SessionState};
-use crate::auth::throttle::Gate;
 use crate::auth::totp::{self, Code, CodeFormatError, TotpSecret, Verdict};
 use crate::i18n::Text;
 use crate::mail::Notice;
@@ -72,39 +71,30 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let now = ctx.app.now();
     let app = ctx.app.clone();
     let uid = user.clone();
-    // Check and record the step in one transaction: of two concurrent submissions of
-    // one code exactly one wins (REQ-7).
+    // Gate, check, replay guard and failure count in one transaction: of two concurrent
+    // submissions of one code exactly one wins (REQ-7), and wrong codes sent at the
+    // same moment are each counted and cannot slip past the gate together (REQ-10).
     let outcome = ctx
         .app
         .store
         .run(move |st| {
-            // REQ-12: while the account is slowed or locked, no code is checked at all.
-            if st.code_failures(&uid)?.gate(now) != Gate::Open {
-                return Ok(Some(Verdict::Throttled));
-            }
-            st.update_authenticator(&uid, |current| {
-                let Some(a) = current else { return (None, None) };
-                let Some(secret) = app
+            st.attempt_code(&uid, now, |a| {
+                match app
                     .sealer
                     .open("totp", &uid, &a.sealed_secret)
                     .and_then(TotpSecret::from_bytes)
-                else {
-                    tracing::error!(user = %uid, "a stored secret cannot be opened");
-                    return (None, Some(Verdict::Wrong));
-                };
-                match totp::verdict(&secret, &code, now, a.last_step) {
-                    Verdict::Accepted(step) => {
-                        let mut next = a.clone();
-                        next.last_step = Some(step);
-                        (Some(next), Some(Verdict::Accepted(step)))
+                {
+                    Some(secret) => totp::verdict(&secret, &code, now, a.last_step),
+                    None => {
+                        tracing::error!(user = %uid, "a stored secret cannot be opened");
+                        Verdict::Wrong
                     }
-                    other => (None, Some(other)),
                 }
             })
         })
         .await;
     match outcome {
-        Ok(Some(Verdict::Accepted(_))) => {
+        Ok(Some((Verdict::Accepted(_), _))) => {
             ctx.app.audit("login.success", Some(&user), ctx.ip(), None).await;
             // REQ-13, REQ-40: a right code clears the failure count and voids any
             // outstanding reset link.
@@ -120,7 +110,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             let location = next_location(&next);
             ctx.step_to(Some(&id), next, &location).await
         }
-        Ok(Some(verdict)) => {
+        Ok(Some((verdict, newly_locked))) => {
             let replay = verdict == Verdict::Replayed;
             let event = match verdict {
                 Verdict::Replayed => "login.code_replay",
@@ -128,8 +118,10 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
                 _ => "login.code_failed",
             };
             ctx.app.audit(event, Some(&user), ctx.ip(), None).await;
-            if verdict != Verdict::Throttled {
-                count_account_failure(ctx, &user, now).await;
+            // REQ-11: the failure that locked the account is told to the user.
+            if newly_locked {
+                ctx.app.audit("account.locked", Some(&user), ctx.ip(), None).await;
+                ctx.app.notify(&user, Notice::Locked, ctx.lang, ctx.origin());
             }
             // The password was right: tell the user once per login (REQ-8, REQ-14).
             let notice = if replay {
@@ -180,20 +172,6 @@ pub fn wrong_code_message(t: &Text, verdict: Verdict) -> String {
             text.replace("{n}", &minutes)
         }
         _ => t.err_code_wrong.to_owned(),
-    }
-}
-
-/// REQ-10, REQ-11: wrong codes count against the account, across sessions; the one
-/// that locks it is told to the user.
-async fn count_account_failure(ctx: &Ctx, user: &str, now: crate::clock::UnixTime) {
-    let uid = user.to_owned();
-    match ctx.app.store.run(move |st| st.record_code_failure(&uid, now)).await {
-        Ok((_, true)) => {
-            ctx.app.audit("account.locked", Some(user), ctx.ip(), None).await;
-            ctx.app.notify(user, Notice::Locked, ctx.lang, ctx.origin());
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "counting a wrong code failed"),
     }
 }
 
