@@ -81,9 +81,18 @@ impl App {
             })
             .map(|u| u.id.clone())
             .collect();
+        let prints = next.account_prints();
         self.config.store(Arc::new(next));
-        for user in &affected {
-            self.end_user_sessions(user).await;
+        // The sessions end in the transaction that records the new prints; had the
+        // process died in between, the next start would end them (REQ-74).
+        match self.store.run(move |s| s.sync_accounts(&prints)).await {
+            Ok(_) => self.live.sessions_changed(),
+            Err(e) => {
+                tracing::error!(error = %e, "recording the accounts failed; ending sessions one by one");
+                for user in &affected {
+                    self.end_user_sessions(user).await;
+                }
+            }
         }
         Ok(affected)
     }

@@ -7,6 +7,7 @@ mod helpers;
 mod upstream;
 
 mod cli;
+mod crash;
 mod limits;
 mod login_flow;
 mod operating;
