@@ -12,7 +12,8 @@ pub struct NormalizedPath(String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
-    /// Not origin-form, too long, an encoded `/`, `\` or NUL, or not UTF-8.
+    /// Not origin-form, too long, an encoded `/`, `\` or NUL (or a raw `\` or NUL), or
+    /// not UTF-8.
     Rejected,
 }
 
@@ -34,7 +35,9 @@ impl NormalizedPath {
     /// outside printable ASCII, folds repeated slashes and resolves `.` and `..`;
     /// refuses what has no single meaning.
     pub fn parse(raw: &str) -> Result<NormalizedPath, PathError> {
-        if !raw.starts_with('/') || raw.len() > MAX_PATH_BYTES || raw.contains('\\') {
+        // A raw NUL is refused like an encoded one (`%00`), which is what it would
+        // become.
+        if !raw.starts_with('/') || raw.len() > MAX_PATH_BYTES || raw.contains(['\\', '\0']) {
             return Err(PathError::Rejected);
         }
         let mut segments: Vec<String> = Vec::new();
@@ -154,6 +157,20 @@ mod tests {
         assert_eq!(n("/a b").unwrap(), "/a%20b");
     }
 
+    /// Found by the fuzz target `path`: a raw NUL was escaped to `%00`, which is refused,
+    /// so the normal form of an accepted path was not accepted itself.
+    #[test]
+    fn req64_a_raw_nul_is_refused_like_an_encoded_one() {
+        assert_eq!(n("/%2e%2e/[k\0\0n/login"), Err(PathError::Rejected));
+        assert_eq!(n("/a\0"), Err(PathError::Rejected));
+        assert_eq!(
+            n("/a\u{1}").unwrap(),
+            "/a%01",
+            "other control bytes keep their escaped form"
+        );
+        assert_eq!(n("/a%01").unwrap(), "/a%01");
+    }
+
     #[test]
     fn req64_ambiguous_paths_are_rejected() {
         for p in [
@@ -210,6 +227,9 @@ mod properties {
             "%3F",
             "x%2",
             "%",
+            "\u{0}",
+            "\u{1}",
+            " ",
         ])
     }
 
