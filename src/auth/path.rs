@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(n("/x;jsessionid=1").unwrap(), "/x;jsessionid=1");
     }
 
-    /// Found by the property tests below (the fuzz target `path` checks the same): raw
+    /// Found by the property tests below and by the fuzz target `path`: raw
     /// non-ASCII text was pushed byte by byte as characters, so `/é` became `/Ã©`, which
     /// normalized to something else again, and a skip-auth prefix with such text never
     /// matched.

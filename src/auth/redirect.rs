@@ -88,7 +88,7 @@ mod tests {
         }
     }
 
-    /// Found by the property tests below (the fuzz target `return_to` checks the same):
+    /// Found by the property tests below and by the fuzz target `return_to`:
     /// only three layers of encoding were looked through, so a fourth hid
     /// `//evil.example`.
     #[test]
