@@ -1115,7 +1115,10 @@ async fn req34_unknown_user_and_wrong_password_take_the_same_time() {
         v[v.len() / 2]
     };
     let (u, z, p) = mann_whitney(&unknown, &wrong);
-    println!(
+    // Straight to stderr, past the test harness's capture: the p-value is in every log.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
         "REQ-34 timing: unknown user median {:.0} µs, wrong password median {:.0} µs, n = 200 + 200, U = {u}, z = {z:.3}, p = {p:.4}{}",
         median(&unknown),
         median(&wrong),
