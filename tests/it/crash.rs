@@ -16,7 +16,9 @@ use crate::helpers::{CAROL_PASSWORD, client, csrf_of, key_of, location, session_
 
 const OTHER_PASSWORD: &str = "dave-changed-password";
 /// Users who enroll, one per enrollment round.
-const ENROLLERS: usize = 4;
+const ENROLLERS: usize = 3;
+/// Rounds: enrollment, logout everywhere and reload, three times each.
+const ROUNDS: usize = 9;
 
 /// A small deterministic generator: the seed is printed, so a failing order of events
 /// can be looked at again.
@@ -167,18 +169,18 @@ impl Site {
     }
 }
 
-/// Sends a request in the background, waits `delay_ms`, kills the gateway with SIGKILL
-/// and returns the answer if one came before the kill.
+/// Sends a request in the background, waits `delay`, kills the gateway with SIGKILL and
+/// returns the answer if one came before the kill.
 async fn kill_during(
     server: &mut Server,
     request: reqwest::RequestBuilder,
-    delay_ms: u64,
+    delay: Duration,
 ) -> Option<(StatusCode, String)> {
     let task = tokio::spawn(async move {
         let r = request.send().await.ok()?;
         Some((r.status(), location(&r)))
     });
-    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    tokio::time::sleep(delay).await;
     server.kill9();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -198,7 +200,7 @@ async fn next_step(last_used: i64) -> i64 {
 }
 
 /// Issue 6: kill -9 during and after enrollment, logout everywhere and a configuration
-/// reload, six rounds; after each restart the database opens, what was confirmed is
+/// reload, nine rounds; after each restart the database opens, what was confirmed is
 /// there, and nothing is half-done.
 // Multi-threaded: the test blocks on the process while the browsers' requests run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,18 +209,20 @@ async fn crash_kill9_during_writes_leaves_a_consistent_database() {
     println!("crash test seed {seed}");
     let mut rng = Rng(seed);
     let site = Site::new();
+    // dave's password is the other one after an odd number of reloads.
     let mut dave_changed = false;
     let mut enrolled = 0;
-    for round in 0..6 {
+    let mut reloads = 0;
+    for round in 0..ROUNDS {
         let (mut server, b) = site.start(&format!("round{round}"));
         assert_eq!(site.healthz(&b).await, StatusCode::OK, "round {round}");
-        // Sometimes right away, sometimes after the step had time to finish.
-        let delay = if rng.below(3) == 0 {
-            100 + rng.below(400)
+        // Mostly within the first 10 ms (a step takes a few), sometimes well after.
+        let delay = Duration::from_micros(if rng.below(4) == 0 {
+            100_000 + rng.below(300_000)
         } else {
-            rng.below(60)
-        };
-        let what = format!("round {round} (seed {seed}, kill after {delay} ms)");
+            rng.below(10_000)
+        });
+        let what = format!("round {round} (seed {seed}, kill after {delay:?})");
         match round % 3 {
             0 => {
                 let user = format!("u{enrolled}");
@@ -245,6 +249,7 @@ async fn crash_kill9_during_writes_leaves_a_consistent_database() {
                 assert_eq!(site.healthz(&b).await, StatusCode::OK, "{what}: the database opens");
                 let c = site.browser();
                 let at = location(&site.login(&c, &user, CAROL_PASSWORD).await);
+                println!("{what}: enrollment answered {answer:?}, after restart at {at}");
                 match &answer {
                     Some((StatusCode::SEE_OTHER, _)) => {
                         assert_eq!(at, "/_kanmon/code", "{what}: a confirmed enrollment is kept")
@@ -313,6 +318,7 @@ async fn crash_kill9_during_writes_leaves_a_consistent_database() {
                 let (mut server, b) = site.start(&format!("round{round}-after"));
                 assert_eq!(site.healthz(&b).await, StatusCode::OK, "{what}: the database opens");
                 let (r1, r2) = (site.reaches(&s1).await, site.reaches(&s2).await);
+                println!("{what}: logout answered {answer:?}, sessions alive after restart: {r1}");
                 assert_eq!(r1, r2, "{what}: all of carol's sessions ended, or none");
                 if answer.is_some() {
                     assert!(!r1, "{what}: a logout that was answered is kept");
@@ -324,19 +330,21 @@ async fn crash_kill9_during_writes_leaves_a_consistent_database() {
                 let password = if dave_changed { OTHER_PASSWORD } else { CAROL_PASSWORD };
                 let dave = site.full_session("dave", password).await;
                 let erin = site.full_session("erin", CAROL_PASSWORD).await;
-                // The edit: dave's password changes (the first time) or his second step
-                // is switched on (the second); either ends his sessions (REQ-74).
-                let two_step = dave_changed;
-                dave_changed = true;
-                site.write_config(true, two_step);
+                // The edit: dave's password changes, and the last time his second step
+                // is switched on too; either ends his sessions (REQ-74).
+                reloads += 1;
+                let two_step = reloads == ROUNDS / 3;
+                dave_changed = !dave_changed;
+                site.write_config(dave_changed, two_step);
                 server.signal(libc::SIGHUP);
-                tokio::time::sleep(Duration::from_millis(delay)).await;
+                tokio::time::sleep(delay).await;
                 server.kill9();
                 let (mut server, b) = site.start(&format!("round{round}-after"));
                 assert_eq!(site.healthz(&b).await, StatusCode::OK, "{what}: the database opens");
                 assert!(!site.reaches(&dave).await, "{what}: dave's session ended with the edit");
                 assert!(site.reaches(&erin).await, "{what}: erin's session is untouched");
-                let at = location(&site.login(&site.browser(), "dave", OTHER_PASSWORD).await);
+                let password = if dave_changed { OTHER_PASSWORD } else { CAROL_PASSWORD };
+                let at = location(&site.login(&site.browser(), "dave", password).await);
                 let want = if two_step { "/_kanmon/enroll" } else { "/" };
                 assert_eq!(at, want, "{what}: the edited configuration is in force");
                 server.terminate(Duration::from_secs(10));
