@@ -86,6 +86,7 @@ impl App {
         next.http_redirect = old.http_redirect;
         next.metrics = old.metrics;
         let changes = AccountChanges::between(&old, &next);
+        let prints = next.account_prints();
         self.config.store(Arc::new(next));
         self.loaded_at.store(self.now(), Ordering::Relaxed);
         for user in &changes.second_step_off {
@@ -100,8 +101,16 @@ impl App {
                 Err(e) => tracing::error!(error = %e, user, "removing an association failed"),
             }
         }
-        for user in &changes.ended {
-            self.end_user_sessions(user).await;
+        // The sessions end in the transaction that records the new account prints; had
+        // the process died in between, the next start would end them (REQ-74).
+        match self.store.run(move |s| s.sync_accounts(&prints)).await {
+            Ok(_) => self.live.sessions_changed(),
+            Err(e) => {
+                tracing::error!(error = %e, "recording the accounts failed; ending sessions one by one");
+                for user in &changes.ended {
+                    self.end_user_sessions(user).await;
+                }
+            }
         }
         Ok(changes)
     }

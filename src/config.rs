@@ -193,7 +193,25 @@ pub struct Config {
     users: BTreeMap<String, Arc<User>>,
 }
 
+impl User {
+    /// A print of what a login of this account is checked against: the password hash
+    /// and the second-step switch. A session made under another print ends (REQ-74).
+    pub fn print(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"kanmon account v1\0");
+        h.update([u8::from(self.two_factor)]);
+        h.update(self.password_hash.as_bytes());
+        h.finalize().into()
+    }
+}
+
 impl Config {
+    /// Every account's print, for the store's check of its sessions (REQ-74).
+    pub fn account_prints(&self) -> Vec<(String, [u8; 32])> {
+        self.users().map(|u| (u.id.clone(), u.print())).collect()
+    }
+
     pub fn user(&self, id: &str) -> Option<&Arc<User>> {
         self.users.get(&id.to_lowercase())
     }

@@ -168,6 +168,12 @@ pub async fn build(config: Config, options: Options) -> Result<Running, StartErr
         path: control_path.display().to_string(),
         source,
     })?;
+    // REQ-74: an edit made while the gateway was not running (or before it noticed)
+    // ends the sessions it would have ended at a reload.
+    let ended = store.sync_accounts(&config.account_prints())?;
+    if !ended.is_empty() {
+        tracing::info!(ended_sessions_of = ?ended, "accounts changed since the last run");
+    }
     let (tls, certs) = tls::server_config(&config).map_err(StartError::Tls)?;
     let demo = match config.upstream.target {
         Upstream::Demo => Some(demo::spawn().await.map_err(StartError::Demo)?),

@@ -13,7 +13,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::auth::session::{Session, SessionKey};
-use crate::auth::throttle::CodeFailures;
+use crate::auth::throttle::{CodeFailures, Gate};
+use crate::auth::totp::Verdict;
 use crate::clock::UnixTime;
 
 const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
@@ -39,6 +40,9 @@ const LAST_LOGIN: TableDefinition<&str, i64> = TableDefinition::new("last_login"
 pub const LOGIN_SUCCESS: &str = "login.success";
 /// Audit records looked at, at most, for one filtered query (newest first).
 const AUDIT_SCAN_LIMIT: usize = 200_000;
+/// user → the print of what their logins were checked against (password hash and
+/// second-step switch) in the configuration the stored sessions were made under.
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 
 pub const DB_FILE: &str = "kanmon.redb";
 
@@ -212,6 +216,25 @@ fn index_key(user: &str, key: &SessionKey) -> Vec<u8> {
     k
 }
 
+/// Removes every session of a user (and its index entries) inside `txn`.
+fn delete_sessions_of(txn: &redb::WriteTransaction, user: &str) -> Result<usize> {
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let mut index = txn.open_table(USER_SESSIONS)?;
+    let mut prefix = user_key(user).into_bytes();
+    prefix.push(0);
+    let mut end = prefix.clone();
+    *end.last_mut().expect("non-empty") = 1;
+    let keys: Vec<Vec<u8>> = index
+        .range(prefix.as_slice()..end.as_slice())?
+        .map(|e| e.map(|(k, _)| k.value().to_vec()))
+        .collect::<std::result::Result<_, _>>()?;
+    for k in &keys {
+        index.remove(k.as_slice())?;
+        sessions.remove(&k[prefix.len()..])?;
+    }
+    Ok(keys.len())
+}
+
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(v)?)
 }
@@ -238,6 +261,7 @@ impl Store {
         txn.open_table(REENROLL)?;
         txn.open_table(CODE_FAILURES)?;
         txn.open_table(LAST_LOGIN)?;
+        txn.open_table(ACCOUNTS)?;
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -337,23 +361,7 @@ impl Store {
     /// Ends every session of a user; returns how many there were.
     pub fn delete_user_sessions(&self, user: &str) -> Result<usize> {
         let txn = self.db.begin_write()?;
-        let count = {
-            let mut sessions = txn.open_table(SESSIONS)?;
-            let mut index = txn.open_table(USER_SESSIONS)?;
-            let mut prefix = user_key(user).into_bytes();
-            prefix.push(0);
-            let mut end = prefix.clone();
-            *end.last_mut().expect("non-empty") = 1;
-            let keys: Vec<Vec<u8>> = index
-                .range(prefix.as_slice()..end.as_slice())?
-                .map(|e| e.map(|(k, _)| k.value().to_vec()))
-                .collect::<std::result::Result<_, _>>()?;
-            for k in &keys {
-                index.remove(k.as_slice())?;
-                sessions.remove(&k[prefix.len()..])?;
-            }
-            keys.len()
-        };
+        let count = delete_sessions_of(&txn, user)?;
         txn.commit()?;
         Ok(count)
     }
@@ -364,6 +372,40 @@ impl Store {
         let sessions = txn.open_table(SESSIONS)?;
         let index = txn.open_table(USER_SESSIONS)?;
         user_sessions_in(&sessions, &index, user)
+    }
+
+    /// REQ-74: brings the stored account prints (user, print) to those of the
+    /// configuration in force and, in the same transaction, ends every session of an
+    /// account that is gone or whose print changed; returns those accounts. Run at every
+    /// start and every reload, so an edit ends the sessions it should even when the
+    /// gateway was stopped, or killed, before it saw the edit.
+    pub fn sync_accounts(&self, accounts: &[(String, [u8; 32])]) -> Result<Vec<String>> {
+        let txn = self.db.begin_write()?;
+        let ended = {
+            let mut table = txn.open_table(ACCOUNTS)?;
+            let stored: Vec<(String, Vec<u8>)> = table
+                .iter()?
+                .map(|e| e.map(|(k, v)| (k.value().to_owned(), v.value().to_vec())))
+                .collect::<std::result::Result<_, _>>()?;
+            let wanted: std::collections::HashMap<String, &[u8; 32]> =
+                accounts.iter().map(|(u, p)| (user_key(u), p)).collect();
+            let mut ended = Vec::new();
+            for (user, print) in &stored {
+                if wanted.get(user).is_none_or(|p| p.as_slice() != print.as_slice()) {
+                    delete_sessions_of(&txn, user)?;
+                    ended.push(user.clone());
+                }
+                if !wanted.contains_key(user) {
+                    table.remove(user.as_str())?;
+                }
+            }
+            for (user, print) in &wanted {
+                table.insert(user.as_str(), print.as_slice())?;
+            }
+            ended
+        };
+        txn.commit()?;
+        Ok(ended)
     }
 
     /// Deletes sessions for which `is_live` says no, and pending enrollments older than
@@ -698,6 +740,61 @@ impl Store {
         Ok(result)
     }
 
+    /// Decides a submitted code in one write transaction: the account's failure gate
+    /// (REQ-12: while slowed or locked no code is checked), the verdict with its replay
+    /// guard (REQ-6), storing the step of a right code (REQ-7) and counting a wrong one
+    /// (REQ-10, REQ-11). redb runs write transactions one at a time, so submissions at
+    /// the same moment can neither pass a closed gate together nor lose a count.
+    /// `judge` gets the stored authenticator and gives the verdict; the result is that
+    /// verdict (`Throttled` when the gate was closed) and whether this failure locked the
+    /// account, or `None` when the user has no authenticator.
+    pub fn attempt_code(
+        &self,
+        user: &str,
+        now: UnixTime,
+        judge: impl FnOnce(&Authenticator) -> Verdict,
+    ) -> Result<Option<(Verdict, bool)>> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let key = user_key(user);
+            let mut failures_table = txn.open_table(CODE_FAILURES)?;
+            let failures: CodeFailures = failures_table
+                .get(key.as_str())?
+                .map(|v| from_json(v.value()))
+                .transpose()?
+                .unwrap_or_default();
+            let mut authenticators = txn.open_table(AUTHENTICATORS)?;
+            let current: Option<Authenticator> = authenticators
+                .get(key.as_str())?
+                .map(|v| from_json(v.value()))
+                .transpose()?;
+            if failures.gate(now) != Gate::Open {
+                Some((Verdict::Throttled, false))
+            } else if let Some(a) = current {
+                match judge(&a) {
+                    Verdict::Accepted(step) => {
+                        let next = Authenticator {
+                            last_step: Some(step),
+                            ..a
+                        };
+                        authenticators.insert(key.as_str(), to_json(&next)?.as_slice())?;
+                        Some((Verdict::Accepted(step), false))
+                    }
+                    Verdict::Throttled => Some((Verdict::Throttled, false)),
+                    wrong => {
+                        let (next, locked) = failures.after_failure(now);
+                        failures_table.insert(key.as_str(), to_json(&next)?.as_slice())?;
+                        Some((wrong, locked))
+                    }
+                }
+            } else {
+                None
+            }
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
     /// Clears failure limits on an account: the code step's count and lock and/or the
     /// password step's recent failures (after a success, an unlock or a reset).
     pub fn clear_failures(&self, user: &str, code: bool, password: bool) -> Result<()> {
@@ -918,6 +1015,35 @@ mod tests {
         s.replace_session(None, &keys[2], &full("alicex")).unwrap();
         assert_eq!(s.delete_user_sessions("alice").unwrap(), 2);
         assert!(s.session(&keys[2]).unwrap().is_some());
+    }
+
+    /// REQ-74: sessions of accounts whose print changed or that are gone end when the
+    /// prints are brought up to date; the first sync only records.
+    #[test]
+    fn req74_syncing_account_prints_ends_sessions_of_changed_accounts() {
+        let (_d, s) = store();
+        let keys: Vec<_> = (0..3).map(|_| SessionId::generate(&SystemRandom).key()).collect();
+        for (k, u) in keys.iter().zip(["alice", "bob", "carol"]) {
+            s.replace_session(None, k, &full(u)).unwrap();
+        }
+        let accounts = |bob: u8| {
+            vec![
+                ("Alice".to_owned(), [1u8; 32]),
+                ("bob".to_owned(), [bob; 32]),
+                ("carol".to_owned(), [3u8; 32]),
+            ]
+        };
+        assert!(s.sync_accounts(&accounts(2)).unwrap().is_empty(), "first run: recorded");
+        assert!(s.sync_accounts(&accounts(2)).unwrap().is_empty(), "nothing changed");
+        assert!(s.session(&keys[1]).unwrap().is_some());
+        assert_eq!(s.sync_accounts(&accounts(9)).unwrap(), ["bob"]);
+        assert!(s.session(&keys[1]).unwrap().is_none(), "bob's session ended");
+        let mut without_carol = accounts(9);
+        without_carol.pop();
+        assert_eq!(s.sync_accounts(&without_carol).unwrap(), ["carol"]);
+        assert!(s.session(&keys[2]).unwrap().is_none(), "carol is gone");
+        assert!(s.session(&keys[0]).unwrap().is_some(), "alice is untouched");
+        assert!(s.sync_accounts(&without_carol).unwrap().is_empty());
     }
 
     #[test]

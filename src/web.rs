@@ -132,7 +132,7 @@ where
             FormError::Unreadable
         }
     })?;
-    Ok(Form(form_urlencoded::parse(&body.to_bytes()).into_owned().collect()))
+    Ok(Form::parse(&body.to_bytes()))
 }
 
 /// A parsed form. A field sent twice is ambiguous, so `get` answers only for fields
@@ -141,6 +141,17 @@ where
 pub struct Form(Vec<(String, String)>);
 
 impl Form {
+    /// Parses an `application/x-www-form-urlencoded` body (what [`read_form`] reads).
+    /// Total: any bytes give a form; invalid UTF-8 becomes U+FFFD.
+    pub fn parse(body: &[u8]) -> Form {
+        Form(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// Every field in the order sent (for tests and fuzzing).
+    pub fn fields(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         let mut it = self.0.iter().filter(|(k, _)| k == name);
         let first = it.next()?;
@@ -172,4 +183,24 @@ pub fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
     form_urlencoded::parse(uri.query()?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// REQ-33: what `read_form` makes of a body: a field sent twice has no value, any
+    /// bytes parse, and text that is not UTF-8 is replaced rather than refused.
+    #[test]
+    fn form_parse_is_total_and_answers_only_single_fields() {
+        let f = Form::parse(b"csrf=a&code=123+456&csrf=b&user=%E5%B1%B1&x=%zz&&=v&bad=%FF");
+        assert_eq!(f.get("csrf"), None, "sent twice: ambiguous");
+        assert_eq!(f.get("code"), Some("123 456"));
+        assert_eq!(f.get("user"), Some("山"));
+        assert_eq!(f.get("x"), Some("%zz"));
+        assert_eq!(f.get(""), Some("v"));
+        assert_eq!(f.get("bad"), Some("\u{FFFD}"));
+        assert_eq!(f.fields().len(), 7);
+        assert!(Form::parse(b"").fields().is_empty());
+    }
 }

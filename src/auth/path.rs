@@ -12,7 +12,8 @@ pub struct NormalizedPath(String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
-    /// Not origin-form, too long, an encoded `/`, `\` or NUL, or not UTF-8.
+    /// Not origin-form, too long, an encoded `/`, `\` or NUL (or a raw `\` or NUL), or
+    /// not UTF-8.
     Rejected,
 }
 
@@ -30,10 +31,13 @@ impl NormalizedPath {
         self.0.strip_prefix(RESERVED_PREFIX)
     }
 
-    /// Decodes unreserved characters, upper-cases the remaining escapes, folds repeated
-    /// slashes and resolves `.` and `..`; refuses what has no single meaning.
+    /// Decodes unreserved characters, upper-cases the remaining escapes, escapes bytes
+    /// outside printable ASCII, folds repeated slashes and resolves `.` and `..`;
+    /// refuses what has no single meaning.
     pub fn parse(raw: &str) -> Result<NormalizedPath, PathError> {
-        if !raw.starts_with('/') || raw.len() > MAX_PATH_BYTES || raw.contains('\\') {
+        // A raw NUL is refused like an encoded one (`%00`), which is what it would
+        // become.
+        if !raw.starts_with('/') || raw.len() > MAX_PATH_BYTES || raw.contains(['\\', '\0']) {
             return Err(PathError::Rejected);
         }
         let mut segments: Vec<String> = Vec::new();
@@ -86,7 +90,14 @@ fn decode_unreserved(seg: &str) -> Result<String, PathError> {
             i += 3;
         } else {
             raw_decoded.push(bytes[i]);
-            out.push(bytes[i] as char);
+            if bytes[i].is_ascii_graphic() {
+                out.push(bytes[i] as char);
+            } else {
+                // Text outside printable ASCII (a configured `/café/`, say) takes the
+                // form browsers send it in; pushing the byte as a char would turn
+                // each byte of `é` into a character of its own.
+                out.push_str(&format!("%{:02X}", bytes[i]));
+            }
             i += 1;
         }
     }
@@ -133,6 +144,33 @@ mod tests {
         assert_eq!(n("/x;jsessionid=1").unwrap(), "/x;jsessionid=1");
     }
 
+    /// Found by the property tests below and by the fuzz target `path`: raw
+    /// non-ASCII text was pushed byte by byte as characters, so `/é` became `/Ã©`, which
+    /// normalized to something else again, and a skip-auth prefix with such text never
+    /// matched.
+    #[test]
+    fn req64_non_ascii_text_takes_its_escaped_form() {
+        assert_eq!(n("/é").unwrap(), "/%C3%A9");
+        assert_eq!(n("/caf%c3%a9/").unwrap(), n("/café/").unwrap());
+        assert_eq!(n("/あ/b").unwrap(), "/%E3%81%82/b");
+        assert_eq!(n(&n("/é/./x").unwrap()).unwrap(), "/%C3%A9/x", "idempotent");
+        assert_eq!(n("/a b").unwrap(), "/a%20b");
+    }
+
+    /// Found by the fuzz target `path`: a raw NUL was escaped to `%00`, which is refused,
+    /// so the normal form of an accepted path was not accepted itself.
+    #[test]
+    fn req64_a_raw_nul_is_refused_like_an_encoded_one() {
+        assert_eq!(n("/%2e%2e/[k\0\0n/login"), Err(PathError::Rejected));
+        assert_eq!(n("/a\0"), Err(PathError::Rejected));
+        assert_eq!(
+            n("/a\u{1}").unwrap(),
+            "/a%01",
+            "other control bytes keep their escaped form"
+        );
+        assert_eq!(n("/a%01").unwrap(), "/a%01");
+    }
+
     #[test]
     fn req64_ambiguous_paths_are_rejected() {
         for p in [
@@ -150,5 +188,102 @@ mod tests {
             assert_eq!(n(p), Err(PathError::Rejected), "{p}");
         }
         assert_eq!(n(&format!("/{}", "a".repeat(MAX_PATH_BYTES))), Err(PathError::Rejected));
+    }
+}
+
+/// Property tests (REQ-64): over paths built from the pieces that matter (dot segments
+/// in every spelling, doubled slashes, escapes, the reserved prefix, non-ASCII text) and
+/// over arbitrary text, the normal form is a fixed point with no `//`, no dot segment
+/// and nothing but printable ASCII, and the reserved prefix is recognised in it.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn piece() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "",
+            ".",
+            "..",
+            "%2e",
+            "%2E%2e",
+            ".%2E",
+            "a",
+            "B",
+            "_kanmon",
+            "%5Fkanmon",
+            "%5fKANMON",
+            "%41",
+            "%7e",
+            "%7E",
+            "~",
+            "é",
+            "%C3%A9",
+            "%c3%a9",
+            "あ",
+            ";x=1",
+            "%20",
+            "%25",
+            "%3F",
+            "x%2",
+            "%",
+            "\u{0}",
+            "\u{1}",
+            " ",
+        ])
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        (prop::collection::vec(piece(), 0..8), any::<bool>())
+            .prop_map(|(segs, trailing)| format!("/{}{}", segs.join("/"), if trailing { "/" } else { "" }))
+    }
+
+    fn check_normal_form(raw: &str, n: &NormalizedPath) -> Result<(), TestCaseError> {
+        let s = n.as_str();
+        prop_assert!(s.starts_with('/'), "{raw:?} → {s:?}");
+        prop_assert!(!s.contains("//"), "{raw:?} → {s:?}");
+        prop_assert!(s.split('/').all(|seg| seg != "." && seg != ".."), "{raw:?} → {s:?}");
+        prop_assert!(
+            s.bytes().all(|b| b.is_ascii_graphic()),
+            "{raw:?} → {s:?}: only printable ASCII"
+        );
+        let again = NormalizedPath::parse(s);
+        prop_assert_eq!(again.as_ref(), Ok(n), "{:?}: not idempotent", raw);
+        prop_assert_eq!(
+            n.is_reserved(),
+            s == "/_kanmon" || s.starts_with("/_kanmon/"),
+            "{:?}",
+            raw
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn req64_normal_form_is_a_fixed_point(raw in path()) {
+            if let Ok(n) = NormalizedPath::parse(&raw) {
+                check_normal_form(&raw, &n)?;
+            }
+        }
+
+        #[test]
+        fn req64_normal_form_of_any_text(raw in any::<String>()) {
+            let raw = format!("/{raw}");
+            if let Ok(n) = NormalizedPath::parse(&raw) {
+                check_normal_form(&raw, &n)?;
+            }
+        }
+
+        /// Decoding an unreserved character or folding a slash never changes the result.
+        #[test]
+        fn req64_equivalent_spellings_agree(segs in prop::collection::vec("[a-zA-Z0-9_~-]{1,6}", 1..5)) {
+            let plain = format!("/{}", segs.join("/"));
+            let encoded: String = plain
+                .bytes()
+                .map(|b| if b == b'/' { "//".to_owned() } else { format!("%{b:02x}") })
+                .collect();
+            prop_assert_eq!(NormalizedPath::parse(&encoded), NormalizedPath::parse(&plain));
+            prop_assert_eq!(NormalizedPath::parse(&format!("/x/..{plain}/.")).map(|p| p.0), Ok(format!("{plain}/")));
+        }
     }
 }

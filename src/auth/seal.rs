@@ -159,3 +159,92 @@ mod tests {
         assert!(err.contains("chmod 600"), "{err}");
     }
 }
+
+/// Property tests (REQ-24): whatever is sealed opens again, only with its key, purpose
+/// and account; any single-byte change of a sealed value, in its text or in the bytes
+/// under the base64, and any truncation or extension, makes it unopenable.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::auth::SystemRandom;
+    use proptest::prelude::*;
+
+    fn sealed_case() -> impl Strategy<Value = ([u8; KEY_BYTES], String, Vec<u8>)> {
+        (
+            any::<[u8; KEY_BYTES]>(),
+            "[a-zA-Z0-9@._-]{0,20}",
+            prop::collection::vec(any::<u8>(), 0..48),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn req24_seal_open_round_trip((key, account, plaintext) in sealed_case(), other_key in any::<[u8; KEY_BYTES]>()) {
+            let s = Sealer::new(&key);
+            let sealed = s.seal("totp", &account, &plaintext, &SystemRandom);
+            prop_assert_eq!(s.open("totp", &account, &sealed), Some(plaintext.clone()));
+            prop_assert_eq!(s.open("reset", &account, &sealed), None);
+            prop_assert_eq!(s.open("totp", &format!("{account}x"), &sealed), None);
+            prop_assume!(other_key != key);
+            prop_assert_eq!(Sealer::new(&other_key).open("totp", &account, &sealed), None);
+            // Two seals of one plaintext differ (fresh nonce) and both open.
+            let again = s.seal("totp", &account, &plaintext, &SystemRandom);
+            prop_assert_ne!(&again, &sealed);
+            prop_assert_eq!(s.open("totp", &account, &again), Some(plaintext));
+        }
+
+        #[test]
+        fn req24_any_single_byte_change_of_the_text_is_detected(
+            (key, account, plaintext) in sealed_case(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let s = Sealer::new(&key);
+            let sealed = s.seal("totp", &account, &plaintext, &SystemRandom);
+            let mut bytes = sealed.clone().into_bytes();
+            let i = at.index(bytes.len());
+            prop_assume!(bytes[i] != byte);
+            bytes[i] = byte;
+            // A change that leaves no text cannot even be handed to `open`.
+            if let Ok(text) = String::from_utf8(bytes) {
+                prop_assert_eq!(s.open("totp", &account, &text), None, "{} → {}", sealed, text);
+            }
+        }
+
+        #[test]
+        fn req24_any_single_byte_change_of_the_blob_is_detected(
+            (key, account, plaintext) in sealed_case(),
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let s = Sealer::new(&key);
+            let sealed = s.seal("totp", &account, &plaintext, &SystemRandom);
+            let mut blob = B64.decode(sealed.strip_prefix(VERSION).unwrap()).unwrap();
+            let i = at.index(blob.len());
+            blob[i] ^= flip;
+            let tampered = format!("{VERSION}{}", B64.encode(&blob));
+            prop_assert_eq!(s.open("totp", &account, &tampered), None);
+        }
+
+        #[test]
+        fn req24_truncated_or_extended_values_are_refused(
+            (key, account, plaintext) in sealed_case(),
+            cut in any::<prop::sample::Index>(),
+            extra in "[A-Za-z0-9_-]{1,8}",
+        ) {
+            let s = Sealer::new(&key);
+            let sealed = s.seal("totp", &account, &plaintext, &SystemRandom);
+            let n = cut.index(sealed.len());
+            prop_assert_eq!(s.open("totp", &account, &sealed[..n]), None);
+            prop_assert_eq!(s.open("totp", &account, &format!("{sealed}{extra}")), None);
+        }
+
+        /// Opening arbitrary text never panics and opens nothing.
+        #[test]
+        fn req24_arbitrary_text_opens_nothing(text in any::<String>(), v1 in any::<bool>()) {
+            let s = Sealer::new(&[7; KEY_BYTES]);
+            let text = if v1 { format!("{VERSION}{text}") } else { text };
+            prop_assert_eq!(s.open("totp", "alice", &text), None);
+        }
+    }
+}

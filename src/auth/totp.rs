@@ -340,3 +340,186 @@ mod tests {
         assert!(TotpSecret::from_bytes(vec![1; 14]).is_none());
     }
 }
+
+/// Property tests (REQ-1, REQ-4, REQ-5, REQ-6): the window logic against a reference
+/// written here from the RFCs alone — SHA-1 (FIPS 180-4), HMAC (RFC 2104), dynamic
+/// truncation (RFC 4226 §5.3) and the ±1-step window with the clock hint — over random
+/// secrets, times and codes.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sha1(msg: &[u8]) -> [u8; 20] {
+        let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+        let mut data = msg.to_vec();
+        data.push(0x80);
+        while data.len() % 64 != 56 {
+            data.push(0);
+        }
+        data.extend_from_slice(&((msg.len() as u64) * 8).to_be_bytes());
+        for block in data.chunks(64) {
+            let mut w = [0u32; 80];
+            for (i, word) in block.chunks(4).enumerate() {
+                w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+            }
+            for i in 16..80 {
+                w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+            }
+            let [mut a, mut b, mut c, mut d, mut e] = h;
+            for (i, wi) in w.iter().enumerate() {
+                let (f, k) = match i {
+                    0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                    20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                    40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                    _ => (b ^ c ^ d, 0xCA62C1D6),
+                };
+                let t = a
+                    .rotate_left(5)
+                    .wrapping_add(f)
+                    .wrapping_add(e)
+                    .wrapping_add(k)
+                    .wrapping_add(*wi);
+                e = d;
+                d = c;
+                c = b.rotate_left(30);
+                b = a;
+                a = t;
+            }
+            for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+                *x = x.wrapping_add(y);
+            }
+        }
+        let mut out = [0u8; 20];
+        for (i, x) in h.iter().enumerate() {
+            out[i * 4..i * 4 + 4].copy_from_slice(&x.to_be_bytes());
+        }
+        out
+    }
+
+    fn hmac_sha1(key: &[u8], msg: &[u8]) -> [u8; 20] {
+        let mut k = [0u8; 64];
+        if key.len() > 64 {
+            k[..20].copy_from_slice(&sha1(key));
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).chain(msg.iter().copied()).collect();
+        let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).chain(sha1(&inner)).collect();
+        sha1(&outer)
+    }
+
+    fn hotp(key: &[u8], counter: u64) -> String {
+        let h = hmac_sha1(key, &counter.to_be_bytes());
+        let off = (h[19] & 0x0f) as usize;
+        let bin = u32::from_be_bytes([h[off] & 0x7f, h[off + 1], h[off + 2], h[off + 3]]);
+        format!("{:06}", bin % 1_000_000)
+    }
+
+    /// RFC 6238 §5.2 with kanmon's choices: the earliest of previous, current and next
+    /// step matches; otherwise the nearest step up to 20 away (later first) is a hint.
+    fn reference_check(key: &[u8], code: &str, now: i64) -> Check {
+        let now_step = now.div_euclid(30);
+        let at = |s: i64| s >= 0 && hotp(key, s as u64) == code;
+        if let Some(s) = (now_step - 1..=now_step + 1).find(|s| at(*s)) {
+            return Check::Matches(s);
+        }
+        for d in 2..=20 {
+            for s in [now_step + d, now_step - d] {
+                if at(s) {
+                    return Check::ClockOff((s - now_step) * 30);
+                }
+            }
+        }
+        Check::Wrong
+    }
+
+    #[test]
+    fn the_reference_meets_the_rfc_vectors() {
+        assert_eq!(
+            data_encoding::HEXLOWER.encode(&sha1(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            data_encoding::HEXLOWER.encode(&sha1(&[b'a'; 1000])),
+            "291e9a6c66994949b57ba5e650361e98fc36b1ba"
+        );
+        // RFC 2202 test case 1 and 6 (a key longer than a block).
+        assert_eq!(
+            data_encoding::HEXLOWER.encode(&hmac_sha1(&[0x0b; 20], b"Hi There")),
+            "b617318655057264e28bc0b6fb378c8ef146be00"
+        );
+        assert_eq!(
+            data_encoding::HEXLOWER.encode(&hmac_sha1(
+                &[0xaa; 80],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "aa4ae5e15272d00e95705637ce8a3b55ed402112"
+        );
+        let rfc4226 = [
+            "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871", "520489",
+        ];
+        for (c, want) in rfc4226.iter().enumerate() {
+            assert_eq!(hotp(b"12345678901234567890", c as u64), *want);
+        }
+    }
+
+    fn secret() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), MIN_SECRET_BYTES..=64)
+    }
+
+    /// Any time from 1970 to 2106.
+    fn time() -> impl Strategy<Value = i64> {
+        0i64..=u32::MAX as i64
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn req1_codes_match_the_reference(key in secret(), step in 0i64..=(u32::MAX as i64 / 30)) {
+            let s = TotpSecret::from_bytes(key.clone()).unwrap();
+            prop_assert_eq!(s.code_at(step), hotp(&key, step as u64));
+        }
+
+        /// A code from a step near now gets exactly the reference's answer: matched in
+        /// the ±1 window, a clock hint up to 20 steps away, wrong beyond.
+        #[test]
+        fn req4_window_matches_the_reference(key in secret(), now in time(), offset in -25i64..=25) {
+            let s = TotpSecret::from_bytes(key.clone()).unwrap();
+            let step = now.div_euclid(30) + offset;
+            prop_assume!(step >= 0);
+            let typed = hotp(&key, step as u64);
+            let code = Code::parse(&typed).unwrap();
+            let got = check(&s, &code, now);
+            prop_assert_eq!(got, reference_check(&key, &typed, now));
+            // Barring a collision of codes, the answer is the step's own.
+            if reference_check(&key, &typed, now) == Check::Matches(step) {
+                prop_assert!(offset.abs() <= SKEW_STEPS);
+            }
+        }
+
+        /// Any six digits get the reference's answer.
+        #[test]
+        fn req4_any_code_gets_the_reference_answer(key in secret(), now in time(), n in 0u32..1_000_000) {
+            let typed = format!("{n:06}");
+            let s = TotpSecret::from_bytes(key.clone()).unwrap();
+            prop_assert_eq!(check(&s, &Code::parse(&typed).unwrap(), now), reference_check(&key, &typed, now));
+        }
+
+        /// REQ-5, REQ-6: a matched code is accepted only for a step after the last used.
+        #[test]
+        fn req6_verdict_applies_the_replay_guard(key in secret(), now in time(), offset in -1i64..=1, last in prop::option::of(-3i64..=3)) {
+            let s = TotpSecret::from_bytes(key.clone()).unwrap();
+            let step = now.div_euclid(30) + offset;
+            prop_assume!(step >= 0);
+            let typed = hotp(&key, step as u64);
+            let last_used = last.map(|d| now.div_euclid(30) + d);
+            let Check::Matches(matched) = reference_check(&key, &typed, now) else {
+                unreachable!("a code of the window matches")
+            };
+            let want = if last_used.is_none_or(|l| matched > l) { Verdict::Accepted(matched) } else { Verdict::Replayed };
+            prop_assert_eq!(verdict(&s, &Code::parse(&typed).unwrap(), now, last_used), want);
+        }
+    }
+}

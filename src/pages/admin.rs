@@ -11,7 +11,7 @@ use minijinja::Value;
 use serde::Serialize;
 
 use super::Ctx;
-use super::code::{check_code, count_account_failure};
+use super::code::{check_code, tell_lock};
 use crate::admin::{self, AccountStatus, Actor, AdminError, Command};
 use crate::audit;
 use crate::auth::admin::{AdminSession, admin_of, step_up_fresh};
@@ -380,6 +380,10 @@ async fn reauth(
         },
         _ => None,
     };
+    if let Some((_, true)) = verdict {
+        tell_lock(ctx, &account.id).await;
+    }
+    let verdict = verdict.map(|(v, _)| v);
     if let Some(Verdict::Accepted(_)) = verdict {
         let uid = account.id.clone();
         if let Err(e) = ctx.app.store.run(move |st| st.clear_failures(&uid, true, false)).await {
@@ -401,8 +405,6 @@ async fn reauth(
         if let Err(e) = result {
             tracing::error!(error = %e, "counting a password failure failed");
         }
-    } else if matches!(verdict, Some(Verdict::Wrong | Verdict::Replayed | Verdict::ClockOff(_))) {
-        count_account_failure(ctx, &account.id, now).await;
     }
     let which = if verified { "code" } else { "password" };
     ctx.audit_as(

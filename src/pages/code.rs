@@ -6,7 +6,6 @@ use hyper::body::Incoming;
 
 use super::{CODE_PATH, Ctx, LOGIN_PATH, login_with, next_location};
 use crate::auth::session::{MAX_CODE_FAILURES, Session, SessionId, SessionState};
-use crate::auth::throttle::Gate;
 use crate::auth::totp::{self, Code, CodeFormatError, TotpSecret, Verdict};
 use crate::i18n::Text;
 use crate::mail::Notice;
@@ -72,7 +71,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let now = ctx.app.now();
     let outcome = check_code(&ctx.app, &user, code, now).await;
     match outcome {
-        Ok(Some(Verdict::Accepted(_))) => {
+        Ok(Some((Verdict::Accepted(_), _))) => {
             ctx.audit("login.success", Some(&user), None).await;
             // REQ-13, REQ-40: a right code clears the failure count and voids any
             // outstanding reset link.
@@ -88,7 +87,7 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             let location = next_location(&next);
             ctx.step_to(Some(&id), next, &location).await
         }
-        Ok(Some(verdict)) => {
+        Ok(Some((verdict, newly_locked))) => {
             let replay = verdict == Verdict::Replayed;
             let event = match verdict {
                 Verdict::Replayed => "login.code_replay",
@@ -96,8 +95,8 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
                 _ => "login.code_failed",
             };
             ctx.audit(event, Some(&user), None).await;
-            if verdict != Verdict::Throttled {
-                count_account_failure(ctx, &user, now).await;
+            if newly_locked {
+                tell_lock(ctx, &user).await;
             }
             // The password was right: tell the user once per login (REQ-8, REQ-14).
             let notice = if replay {
@@ -126,41 +125,33 @@ pub async fn submit(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// Checks a code against the user's authenticator and records its step in one
-/// transaction: of two concurrent submissions of one code exactly one wins (REQ-7).
-/// While the account is slowed or locked no code is checked at all (REQ-12). `None`
-/// when no authenticator is associated.
+/// Decides a code in one write transaction — the account's gate, the verdict, the
+/// replay guard and the failure count — so of two concurrent submissions of one code
+/// exactly one wins (REQ-7), and wrong codes sent at the same moment are each counted
+/// and cannot slip past the gate together (REQ-10, REQ-12). Returns the verdict and
+/// whether this failure locked the account; `None` when no authenticator is associated.
 pub async fn check_code(
     app: &std::sync::Arc<crate::app::App>,
     user: &str,
     code: Code,
     now: crate::clock::UnixTime,
-) -> Result<Option<Verdict>, crate::store::StoreError> {
+) -> Result<Option<(Verdict, bool)>, crate::store::StoreError> {
     let app = app.clone();
     let uid = user.to_owned();
     app.clone()
         .store
         .run(move |st| {
-            if st.code_failures(&uid)?.gate(now) != Gate::Open {
-                return Ok(Some(Verdict::Throttled));
-            }
-            st.update_authenticator(&uid, |current| {
-                let Some(a) = current else { return (None, None) };
-                let Some(secret) = app
+            st.attempt_code(&uid, now, |a| {
+                match app
                     .sealer
                     .open("totp", &uid, &a.sealed_secret)
                     .and_then(TotpSecret::from_bytes)
-                else {
-                    tracing::error!(user = %uid, "a stored secret cannot be opened");
-                    return (None, Some(Verdict::Wrong));
-                };
-                match totp::verdict(&secret, &code, now, a.last_step) {
-                    Verdict::Accepted(step) => {
-                        let mut next = a.clone();
-                        next.last_step = Some(step);
-                        (Some(next), Some(Verdict::Accepted(step)))
+                {
+                    Some(secret) => totp::verdict(&secret, &code, now, a.last_step),
+                    None => {
+                        tracing::error!(user = %uid, "a stored secret cannot be opened");
+                        Verdict::Wrong
                     }
-                    other => (None, Some(other)),
                 }
             })
         })
@@ -192,18 +183,10 @@ pub fn wrong_code_message(t: &Text, verdict: Verdict) -> String {
     }
 }
 
-/// REQ-10, REQ-11: wrong codes count against the account, across sessions; the one
-/// that locks it is told to the user.
-pub async fn count_account_failure(ctx: &Ctx, user: &str, now: crate::clock::UnixTime) {
-    let uid = user.to_owned();
-    match ctx.app.store.run(move |st| st.record_code_failure(&uid, now)).await {
-        Ok((_, true)) => {
-            ctx.audit("account.locked", Some(user), None).await;
-            ctx.app.notify(user, Notice::Locked, ctx.lang, ctx.origin());
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "counting a wrong code failed"),
-    }
+/// REQ-11: the failure that locked the account is told to the user.
+pub async fn tell_lock(ctx: &Ctx, user: &str) {
+    ctx.audit("account.locked", Some(user), None).await;
+    ctx.app.notify(user, Notice::Locked, ctx.lang, ctx.origin());
 }
 
 /// Counts a wrong code against the pending login; after [`MAX_CODE_FAILURES`] the

@@ -30,6 +30,24 @@ pub const ENROLL_PATH: &str = "/_kanmon/enroll";
 pub const CODE_PATH: &str = "/_kanmon/code";
 pub const LOGOUT_PATH: &str = "/_kanmon/logout";
 
+/// Every route of the gateway's own screens, relative to `/_kanmon/`. [`route`] answers
+/// 404 to anything not listed here before it looks further, so this list is the whole
+/// surface, and the tests walk it (REQ-22, REQ-31, REQ-58, REQ-59).
+pub const ROUTES: &[&str] = &[
+    "login",
+    "enroll",
+    "code",
+    "logout",
+    "healthz",
+    "static/kanmon.css",
+    "static/clock.js",
+    "reset",
+    "reset/confirm",
+    "admin",
+    "admin/action",
+    "admin/reauth",
+];
+
 /// What every screen needs to know about the request it answers.
 pub struct Ctx {
     pub app: Arc<App>,
@@ -186,6 +204,11 @@ impl Ctx {
 pub async fn route(ctx: Ctx, route: &str, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let mut resp = match (route, &method) {
+        // Only what is listed in ROUTES exists; under `admin/` the status page answers
+        // itself, so that a non-administrator gets 403 on every path there.
+        (r, _) if !ROUTES.contains(&r) && !r.starts_with("admin/") => {
+            ctx.error_page(StatusCode::NOT_FOUND, ctx.t().not_found)
+        }
         ("login", &Method::GET | &Method::HEAD) => login::show(&ctx).await,
         ("login", &Method::POST) => login::submit(&ctx, req).await,
         ("enroll", &Method::GET | &Method::HEAD) => enroll::show(&ctx).await,

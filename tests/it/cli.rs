@@ -302,13 +302,13 @@ async fn g9_g10_serve_starts_answers_health_stops_and_restarts() {
 // ---- helpers of this file --------------------------------------------------------
 
 /// A configuration without accounts: demo upstream, self-signed certificate in `tls/`.
-fn minimal_config(port: u16) -> String {
+pub(crate) fn minimal_config(port: u16) -> String {
     format!(
         "listen: 127.0.0.1:{port}\ntls: {{ cert: tls/cert.pem, key: tls/key.pem, self_signed_if_missing: true }}\nupstream: {{ url: demo }}\ndata_dir: data\nissuer: AVM EX\n"
     )
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
@@ -319,7 +319,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 /// A port nobody listens on right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -327,7 +327,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -350,7 +350,7 @@ fn kanmon(args: &[&str], stdin: Option<&str>) -> Output {
     }
 }
 
-fn healthcheck(config: &Path) -> Output {
+pub(crate) fn healthcheck(config: &Path) -> Output {
     kanmon(&["healthcheck", "--config", config.to_str().unwrap()], None)
 }
 
@@ -377,13 +377,13 @@ fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
 }
 
 /// A `kanmon serve` process, killed if a test fails before stopping it.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(config: &Path, dir: &Path, name: &str) -> Server {
+    pub(crate) fn start(config: &Path, dir: &Path, name: &str) -> Server {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kanmon"))
@@ -398,12 +398,12 @@ impl Server {
         Server { child, log }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Polls `kanmon healthcheck` until it succeeds (at most 10 s).
-    fn wait_healthy(&mut self, config: &Path) {
+    pub(crate) fn wait_healthy(&mut self, config: &Path) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -424,8 +424,27 @@ impl Server {
         }
     }
 
+    /// Sends SIGKILL (no chance to clean up) and reaps the process.
+    pub(crate) fn kill9(&mut self) {
+        // SAFETY: kill(2) on the child we started and have not reaped yet.
+        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        assert_eq!(rc, 0);
+        let status = self.child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+    }
+
+    /// Sends a signal (SIGHUP: reload) to the running process.
+    pub(crate) fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the child we started and have not reaped yet.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0);
+    }
+
     /// Sends SIGTERM and waits for the exit (at most `limit`).
-    fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub(crate) fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
         // SAFETY: kill(2) on the child we started and have not reaped yet.
         let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         assert_eq!(rc, 0);

@@ -162,3 +162,69 @@ async fn req15_password_failures_are_limited_per_account_and_address() {
         "fifty failures from one address stop it"
     );
 }
+
+/// `n` pending logins of alice, made at once, each at the code step.
+async fn pending_logins(app: &TestApp, n: usize) -> Vec<(reqwest::Client, String)> {
+    futures_util::future::join_all((0..n).map(|_| at_code_step(app))).await
+}
+
+/// `n` wrong codes, one from each pending login, all at once; every answer is the
+/// wrong code's.
+async fn wrong_codes_at_once(app: &TestApp, logins: &[(reqwest::Client, String)], wrong: &str) {
+    let answers = futures_util::future::join_all(logins.iter().map(|(b, csrf)| submit(app, b, csrf, wrong))).await;
+    for (status, _) in answers {
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+fn audited(app: &TestApp, event: &str) -> usize {
+    let audit = app.running().app.store.recent_audit(1000).unwrap();
+    audit.iter().filter(|e| e.event == event).count()
+}
+
+/// REQ-7, REQ-10: wrong codes submitted at the same moment from several pending logins
+/// of one account are all counted against the account: no lost update. Five at once
+/// (as many as are checked before the account slows down), in several rounds.
+#[tokio::test]
+async fn req7_req10_concurrent_wrong_codes_are_all_counted() {
+    let app = spawn_app().await;
+    let key = app.enroll("alice", ALICE_PASSWORD).await;
+    let store = &app.running().app.store;
+    let n = kanmon::auth::throttle::SLOW_AFTER as usize;
+    for round in 0..5 {
+        app.clock.advance(30);
+        let logins = pending_logins(&app, n).await;
+        wrong_codes_at_once(&app, &logins, wrong_for(&totp(&key, app.now()))).await;
+        let counted = store.code_failures("alice").unwrap().consecutive;
+        assert_eq!(
+            counted as usize, n,
+            "round {round}: {n} wrong codes at once, {counted} counted"
+        );
+        store.clear_failures("alice", true, false).unwrap();
+    }
+    assert_eq!(audited(&app, "login.code_failed"), 5 * n);
+}
+
+/// REQ-10, REQ-12: many wrong codes at the same moment cannot slip past the account's
+/// gate: only as many are checked (and counted) as the gate lets through one by one;
+/// the rest get the same answer unchecked.
+#[tokio::test]
+async fn req10_req12_concurrent_wrong_codes_cannot_outrun_the_gate() {
+    let app = spawn_app().await;
+    let key = app.enroll("alice", ALICE_PASSWORD).await;
+    let slow_after = kanmon::auth::throttle::SLOW_AFTER;
+    let n = 3 * slow_after as usize;
+    app.clock.advance(30);
+    let logins = pending_logins(&app, n).await;
+    wrong_codes_at_once(&app, &logins, wrong_for(&totp(&key, app.now()))).await;
+    let failures = app.running().app.store.code_failures("alice").unwrap();
+    assert_eq!(
+        (
+            failures.consecutive,
+            audited(&app, "login.code_failed"),
+            audited(&app, "login.code_throttled")
+        ),
+        (slow_after, slow_after as usize, n - slow_after as usize),
+        "{n} at once: only {slow_after} may be checked"
+    );
+}

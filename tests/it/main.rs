@@ -9,6 +9,7 @@ mod upstream;
 mod admin;
 mod cli;
 mod codes;
+mod crash;
 mod limits;
 mod login_flow;
 mod operating;
