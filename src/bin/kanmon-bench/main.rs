@@ -52,6 +52,10 @@ struct Args {
     /// Where the Markdown report goes. Default docs/benchmarks.md; smoke prints it only.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only these parts (comma-separated): startup, throughput, isolation, logins,
+    /// websockets. The report shows "—" for the others.
+    #[arg(long, value_delimiter = ',', value_parser = ["startup", "throughput", "isolation", "logins", "websockets"])]
+    only: Vec<String>,
     /// Internal: run the gateway with this configuration (what `kanmon serve` does).
     #[arg(long, hide = true, value_name = "CONFIG")]
     serve: Option<PathBuf>,
@@ -274,13 +278,27 @@ async fn run(args: &Args) -> Result<()> {
         gateway,
         nginx,
     };
-    b.enroll().await?;
-    b.startup().await?;
-    b.throughput().await?;
-    b.isolation().await?;
-    b.logins().await?;
-    b.top_up_sessions().await?;
-    b.websockets_and_memory().await?;
+    let part = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    if part("logins") {
+        b.enroll().await?;
+    }
+    b.first_session().await?;
+    if part("startup") {
+        b.startup().await?;
+    }
+    if part("throughput") {
+        b.throughput().await?;
+    }
+    if part("isolation") {
+        b.isolation().await?;
+    }
+    if part("logins") {
+        b.logins().await?;
+    }
+    if part("websockets") {
+        b.top_up_sessions().await?;
+        b.websockets_and_memory().await?;
+    }
 
     b.results.total = began.elapsed();
     let markdown = report::markdown(&b.plan, &b.results);
@@ -464,7 +482,11 @@ impl Bench {
             self.keys.push((user, key));
             self.sessions.lock().expect("not poisoned").push(cookie);
         }
-        // One password-only session too, for wrk.
+        Ok(())
+    }
+
+    /// A password-only session, the one wrk sends.
+    async fn first_session(&mut self) -> Result<()> {
         let mut conn = Conn::new(self.gateway.addr, self.tls.clone());
         let cookie = client::login_password_only(&mut conn, &self.password_only[0], &self.password).await?;
         self.sessions.lock().expect("not poisoned").insert(0, cookie);

@@ -4,6 +4,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,19 @@ pub fn rss_mib(pid: u32) -> Result<f64> {
         bail!("no VmRSS for process {pid}")
     };
     Ok(kib / 1024.0)
+}
+
+/// Spawns `cmd` so that it gets SIGTERM if the bench dies first (killed, or a panic that
+/// skips the destructors).
+pub fn spawn_tied(cmd: &mut Command) -> std::io::Result<Child> {
+    // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }
 
 /// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
@@ -128,15 +142,20 @@ impl Gateway {
             .open(dir.join("kanmon.log"))?;
         let exe = std::env::current_exe()?;
         let started = Instant::now();
-        let child = Command::new(exe)
-            .arg("--serve")
+        let mut cmd = Command::new(exe);
+        cmd.arg("--serve")
             .arg(&config)
             .env_remove("KANMON_LOG")
             .env_remove("KANMON_LOG_FORMAT")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+            .stderr(log);
+        // The gateway logs as configured (every request at info); KANMON_BENCH_LOG sets
+        // its KANMON_LOG filter, e.g. "warn" to measure without the access log.
+        if let Some(filter) = std::env::var_os("KANMON_BENCH_LOG") {
+            cmd.env("KANMON_LOG", filter);
+        }
+        let child = spawn_tied(&mut cmd)?;
         let mut proc = Proc {
             child: Some(child),
             name: "kanmon",
@@ -272,17 +291,18 @@ http {{
         );
         let path = dir.join("nginx.conf");
         std::fs::write(&path, conf)?;
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&path)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let child = spawn_tied(
+            Command::new("nginx")
+                .arg("-p")
+                .arg(dir)
+                .arg("-c")
+                .arg(&path)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
         let mut proc = Proc {
             child: Some(child),
             name: "nginx",

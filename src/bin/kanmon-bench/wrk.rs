@@ -75,7 +75,7 @@ pub async fn run(load: &Load, dir: &Path) -> Result<Outcome> {
     // On a blocking thread, so that the async work of the bench (a login flood, the
     // upstream) goes on meanwhile.
     let out = tokio::task::spawn_blocking(move || -> std::io::Result<Option<std::process::Output>> {
-        let mut child = cmd.spawn()?;
+        let mut child = crate::procs::spawn_tied(&mut cmd)?;
         let deadline = std::time::Instant::now() + limit;
         while child.try_wait()?.is_none() {
             if std::time::Instant::now() > deadline {
