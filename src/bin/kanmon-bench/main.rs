@@ -550,7 +550,13 @@ impl Bench {
                         )
                         .await?;
                     }
-                    let o = wrk::run(&self.load(url, true, min_body, self.plan.wrk_secs, 0), &self.dir).await?;
+                    let server = match target {
+                        report::Target::Upstream => std::process::id(),
+                        report::Target::Nginx => self.nginx.proc.pid(),
+                        report::Target::Kanmon => self.gateway.proc.pid(),
+                    };
+                    let load = self.load(url, true, min_body, self.plan.wrk_secs, 0);
+                    let o = wrk::run_measuring(&load, &self.dir, server).await?;
                     match target {
                         report::Target::Upstream => outcome.upstream = Some(o),
                         report::Target::Nginx => outcome.nginx = Some(o),

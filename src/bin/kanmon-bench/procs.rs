@@ -44,6 +44,38 @@ pub fn spawn_tied(cmd: &mut Command) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
+/// CPU time (user + system) a process and its children have used so far, in seconds:
+/// for nginx the master and its workers, for kanmon all its threads.
+pub fn cpu_secs(pid: u32) -> f64 {
+    fn fields(pid: &str) -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces; the fields after it do not.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        Some(rest.split_whitespace().map(str::to_owned).collect())
+    }
+    // After the name: state, ppid, …; utime and stime are the 12th and 13th.
+    let ticks = |f: &[String]| -> f64 {
+        f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let me = pid.to_string();
+    let mut total = fields(&me).map_or(0.0, |f| ticks(&f));
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.bytes().all(|b| b.is_ascii_digit())
+                && let Some(f) = fields(&name)
+                && f.get(1) == Some(&me)
+            {
+                total += ticks(&f);
+            }
+        }
+    }
+    // SAFETY: sysconf(3) has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    total / hz
+}
+
 /// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Proc {
     child: Option<Child>,

@@ -416,32 +416,38 @@ pub fn markdown(plan: &Plan, r: &Results) -> String {
          by the bench with a config of its own): \
          `worker_processes auto`, `proxy_http_version 1.1`, an upstream block with `keepalive 128`, \
          `keepalive_requests` raised for clients and upstream, 16 × 64 KiB proxy buffers and no temp \
-         files, access log on (kanmon logs every request too).\n",
+         files, access log on (kanmon logs every request too). *CPU per request* is the user + \
+         system time the proxy's processes used during the measurement (from /proc), divided by the \
+         requests wrk completed: unlike requests/s it hardly depends on what else the machine \
+         is doing. For the upstream row it is the bench process, which serves the upstream.\n",
         plan.threads, plan.connections, plan.wrk_secs, plan.warmup_secs,
     );
     let _ = writeln!(
         md,
-        "| Response | Through | Requests/s | p50 | p99 |\n|---|---|---|---|---|"
+        "| Response | Through | Requests/s | p50 | p99 | CPU per request |\n|---|---|---|---|---|---|"
     );
     for size in [Size::Small, Size::Big] {
         for target in [Target::Upstream, Target::Nginx, Target::Kanmon] {
             let outs: Vec<&Outcome> = runs_of(r, size).filter_map(|t| pick(t, target)).collect();
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 size.label(),
                 target.label(),
                 show(spread_of(outs.iter().map(|o| o.rps)), 0, ""),
                 show(spread_of(outs.iter().map(|o| o.p50_ms)), 2, " ms"),
                 show(spread_of(outs.iter().map(|o| o.p99_ms)), 2, " ms"),
+                show(spread_of(outs.iter().map(|o| o.cpu_us)), 1, " µs"),
             );
         }
+        let cpu_ratio = spread_of(runs_of(r, size).filter_map(|t| Some(t.kanmon?.cpu_us / t.nginx?.cpu_us)));
         let _ = writeln!(
             md,
-            "| {} | **kanmon ÷ nginx; p99 added** | **{}** | | **{}** |",
+            "| {} | **kanmon ÷ nginx; p99 added** | **{}** | | **{}** | **× {}** |",
             size.label(),
             show(ratio_runs(r, size), 1, " %"),
             show(added_p99_runs(r, size), 2, " ms"),
+            show(cpu_ratio, 2, ""),
         );
     }
 

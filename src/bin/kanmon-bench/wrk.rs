@@ -31,6 +31,8 @@ pub struct Outcome {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// CPU time the server under test used per request (µs), when measured.
+    pub cpu_us: f64,
 }
 
 fn script(delay_ms: u64) -> String {
@@ -49,6 +51,15 @@ fn script(delay_ms: u64) -> String {
 end
 "#
     )
+}
+
+/// Runs wrk and measures the CPU time process `server` (with its children) used meanwhile.
+pub async fn run_measuring(load: &Load, dir: &Path, server: u32) -> Result<Outcome> {
+    let before = crate::procs::cpu_secs(server);
+    let mut o = run(load, dir).await?;
+    let used = crate::procs::cpu_secs(server) - before;
+    o.cpu_us = used * 1e6 / o.requests as f64;
+    Ok(o)
 }
 
 pub async fn run(load: &Load, dir: &Path) -> Result<Outcome> {
@@ -138,5 +149,6 @@ pub async fn run(load: &Load, dir: &Path) -> Result<Outcome> {
         p50_ms: field("p50_us") / 1000.0,
         p99_ms: field("p99_us") / 1000.0,
         max_ms: field("max_us") / 1000.0,
+        cpu_us: f64::NAN,
     })
 }
