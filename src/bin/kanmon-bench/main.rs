@@ -301,6 +301,9 @@ async fn run(args: &Args) -> Result<()> {
     }
 
     b.results.total = began.elapsed();
+    if let Some(load) = report::load_average() {
+        b.results.machine.push(("Load average at the end".into(), load));
+    }
     let markdown = report::markdown(&b.plan, &b.results);
     let out = match (&args.out, b.plan.smoke) {
         (Some(p), _) => Some(p.clone()),
@@ -633,6 +636,7 @@ impl Bench {
             let keys = Arc::new(self.keys.clone());
             let password = Arc::new(self.password.clone());
             let started = Instant::now();
+            let cpu_before = procs::cpu_secs(self.gateway.proc.pid());
             let done = for_each(
                 self.gateway.addr,
                 &self.tls,
@@ -649,6 +653,7 @@ impl Bench {
             )
             .await?;
             let rate = done.len() as f64 / started.elapsed().as_secs_f64();
+            let cpu_ms = (procs::cpu_secs(self.gateway.proc.pid()) - cpu_before) * 1000.0 / done.len() as f64;
             for (cookie, step) in done {
                 self.last_step = self.last_step.max(step);
                 self.sessions.lock().expect("not poisoned").push(cookie);
@@ -656,6 +661,7 @@ impl Bench {
             self.results.logins.push(report::LoginRun {
                 raw_hashes_per_sec: raw,
                 logins_per_sec: rate,
+                kanmon_cpu_ms: cpu_ms,
                 accounts: self.keys.len(),
             });
         }

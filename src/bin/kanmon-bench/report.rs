@@ -67,6 +67,8 @@ pub struct IsolationRun {
 pub struct LoginRun {
     pub raw_hashes_per_sec: f64,
     pub logins_per_sec: f64,
+    /// CPU time the gateway used per full login (ms).
+    pub kanmon_cpu_ms: f64,
     pub accounts: usize,
 }
 
@@ -235,9 +237,10 @@ fn show(s: Option<Spread>, decimals: usize, unit: &str) -> String {
         None => "—".into(),
         Some(s) if s.min == s.max => format!("{}{unit}", num(s.median, decimals)),
         Some(s) => format!(
-            "{}{unit} ({}–{})",
+            "{}{unit} ({}{}{})",
             num(s.median, decimals),
             num(s.min, decimals),
+            if s.min < 0.0 { " to " } else { "–" },
             num(s.max, decimals)
         ),
     }
@@ -263,6 +266,8 @@ impl Aim {
     /// "met", or by how much the median misses.
     fn verdict(&self, s: Option<Spread>, unit: &str, decimals: usize) -> String {
         let Some(s) = s else { return "not measured".into() };
+        // A shortfall in a percentage is in percentage points.
+        let unit = if unit == " %" { " points" } else { unit };
         let m = s.median;
         match *self {
             Aim::AtLeast(x) if m >= x => "✅ met".into(),
@@ -467,13 +472,20 @@ pub fn markdown(plan: &Plan, r: &Results) -> String {
     );
     let _ = writeln!(
         md,
-        "| Raw argon2id hashes/s | Full logins/s | Logins ÷ hashes |\n|---|---|---|\n| {} | {} | {} |",
+        "| Raw argon2id hashes/s | Full logins/s | Logins ÷ hashes | kanmon CPU per login | of which one hash |\n\
+         |---|---|---|---|---|\n| {} | {} | {} | {} | {} |",
         show(spread_of(r.logins.iter().map(|l| l.raw_hashes_per_sec)), 1, ""),
         show(spread_of(r.logins.iter().map(|l| l.logins_per_sec)), 1, ""),
         show(
             spread_of(r.logins.iter().map(|l| 100.0 * l.logins_per_sec / l.raw_hashes_per_sec)),
             1,
             " %"
+        ),
+        show(spread_of(r.logins.iter().map(|l| l.kanmon_cpu_ms)), 2, " ms"),
+        show(
+            spread_of(r.logins.iter().map(|l| 1000.0 * plan.cores as f64 / l.raw_hashes_per_sec)),
+            2,
+            " ms"
         ),
     );
     if let Some(e) = r.enroll_rate {
@@ -611,7 +623,8 @@ mod tests {
         assert_eq!(num(999.0, 0), "999");
         let s = Spread::of(&[1.0, 2.0, 3.0]);
         assert_eq!(show(s, 1, " ms"), "2.0 ms (1.0–3.0)");
-        assert_eq!(Aim::AtLeast(90.0).verdict(s, " %", 1), "❌ missed by 88.0 %");
+        assert_eq!(Aim::AtLeast(90.0).verdict(s, " %", 1), "❌ missed by 88.0 points");
+        assert_eq!(show(Spread::of(&[-1.0, 2.0, 3.0]), 0, ""), "2 (-1 to 3)");
         assert_eq!(Aim::AtMost(2.0).verdict(s, " ms", 1), "✅ met");
     }
 
