@@ -613,6 +613,20 @@ pub fn markdown(plan: &Plan, r: &Results) -> String {
         "| Resident set, {sessions_n} sessions + {ws_n} open WebSockets | {} |",
         show(spread_of(r.websockets.iter().map(|w| w.rss_sessions_ws_mib)), 1, " MiB")
     );
+    let _ = writeln!(
+        md,
+        "\n## Reproduce\n\n\
+         ```sh\n\
+         apt-get install -y nginx wrk\n\
+         cargo run --release --bin kanmon-bench              # this report (~8 min)\n\
+         cargo run --release --bin kanmon-bench -- --smoke   # every part briefly; exit 1 on any error\n\
+         ```\n\n\
+         `--runs N`, `--duration SECS` (each wrk measurement), `--only startup,throughput,isolation,logins,websockets` \
+         and `--out FILE` narrow a run; `KANMON_BENCH_LOG=warn` runs the gateway without its access log; \
+         `KANMON_BENCH_KEEP=1` keeps the temp directory (configs, logs, databases). The gateway measured is \
+         `kanmon-bench --serve CONFIG`, the same code as `kanmon serve` (so it is always the current build; its \
+         binary is about 1 MiB larger, which adds under 1 MiB of resident set)."
+    );
     md
 }
 
