@@ -553,13 +553,15 @@ impl Bench {
                         )
                         .await?;
                     }
-                    let server = match target {
-                        report::Target::Upstream => std::process::id(),
-                        report::Target::Nginx => self.nginx.proc.pid(),
-                        report::Target::Kanmon => self.gateway.proc.pid(),
+                    let (nginx, kanmon) = (self.nginx.proc.pid(), self.gateway.proc.pid());
+                    let cpu = move || match target {
+                        // The bench process serves the upstream.
+                        report::Target::Upstream => procs::cpu_secs(std::process::id()),
+                        report::Target::Nginx => procs::cpu_secs_tree(nginx),
+                        report::Target::Kanmon => procs::cpu_secs(kanmon),
                     };
                     let load = self.load(url, true, min_body, self.plan.wrk_secs, 0);
-                    let o = wrk::run_measuring(&load, &self.dir, server).await?;
+                    let o = wrk::run_measuring(&load, &self.dir, cpu).await?;
                     match target {
                         report::Target::Upstream => outcome.upstream = Some(o),
                         report::Target::Nginx => outcome.nginx = Some(o),
@@ -637,6 +639,7 @@ impl Bench {
             let password = Arc::new(self.password.clone());
             let started = Instant::now();
             let cpu_before = procs::cpu_secs(self.gateway.proc.pid());
+            let client_before = procs::cpu_secs(std::process::id());
             let done = for_each(
                 self.gateway.addr,
                 &self.tls,
@@ -653,7 +656,9 @@ impl Bench {
             )
             .await?;
             let rate = done.len() as f64 / started.elapsed().as_secs_f64();
-            let cpu_ms = (procs::cpu_secs(self.gateway.proc.pid()) - cpu_before) * 1000.0 / done.len() as f64;
+            let per_login = |secs: f64| secs * 1000.0 / done.len() as f64;
+            let cpu_ms = per_login(procs::cpu_secs(self.gateway.proc.pid()) - cpu_before);
+            let client_cpu_ms = per_login(procs::cpu_secs(std::process::id()) - client_before);
             for (cookie, step) in done {
                 self.last_step = self.last_step.max(step);
                 self.sessions.lock().expect("not poisoned").push(cookie);
@@ -662,6 +667,7 @@ impl Bench {
                 raw_hashes_per_sec: raw,
                 logins_per_sec: rate,
                 kanmon_cpu_ms: cpu_ms,
+                client_cpu_ms,
                 accounts: self.keys.len(),
             });
         }

@@ -44,9 +44,17 @@ pub fn spawn_tied(cmd: &mut Command) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
-/// CPU time (user + system) a process and its children have used so far, in seconds:
-/// for nginx the master and its workers, for kanmon all its threads.
+/// CPU time (user + system) a process has used so far, in seconds (all its threads).
 pub fn cpu_secs(pid: u32) -> f64 {
+    cpu_secs_with(pid, false)
+}
+
+/// The same for a process and its children: nginx's master and workers.
+pub fn cpu_secs_tree(pid: u32) -> f64 {
+    cpu_secs_with(pid, true)
+}
+
+fn cpu_secs_with(pid: u32, children: bool) -> f64 {
     fn fields(pid: &str) -> Option<Vec<String>> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // The command name may hold spaces; the fields after it do not.
@@ -60,7 +68,9 @@ pub fn cpu_secs(pid: u32) -> f64 {
     };
     let me = pid.to_string();
     let mut total = fields(&me).map_or(0.0, |f| ticks(&f));
-    if let Ok(dir) = std::fs::read_dir("/proc") {
+    if let Ok(dir) = std::fs::read_dir("/proc")
+        && children
+    {
         for entry in dir.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.bytes().all(|b| b.is_ascii_digit())
