@@ -6,15 +6,6 @@ use rand::TryRng;
 
 pub trait Random: Send + Sync + 'static {
     fn fill(&self, buf: &mut [u8]);
-
-    fn bytes<const N: usize>(&self) -> [u8; N]
-    where
-        Self: Sized,
-    {
-        let mut b = [0u8; N];
-        self.fill(&mut b);
-        b
-    }
 }
 
 pub type SharedRandom = Arc<dyn Random>;
