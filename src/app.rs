@@ -35,6 +35,9 @@ pub struct App {
     pub live: Live,
     pub metrics: Metrics,
     sessions: SessionCache,
+    /// Request ids: a random prefix per process and a counter, so the hot path makes no
+    /// system call for them (they only need to be unique, not secret).
+    request_ids: (u32, std::sync::atomic::AtomicU64),
     /// When the configuration in force was loaded (start or reload).
     pub loaded_at: AtomicI64,
     /// The kernel's last word on the clock (M-4): `None` when it cannot tell.
@@ -53,6 +56,7 @@ impl App {
         random: SharedRandom,
         proxy: Proxy,
     ) -> App {
+        let prefix = u32::from_be_bytes(crate::auth::random::random_bytes::<4>(&*random));
         App {
             mailer: ArcSwapOption::from(mailer.map(Arc::new)),
             config: ArcSwap::from_pointee(config),
@@ -66,6 +70,7 @@ impl App {
             live: Live::default(),
             metrics: Metrics::default(),
             sessions: SessionCache::default(),
+            request_ids: (prefix, Default::default()),
             loaded_at: AtomicI64::new(clock.now()),
             clock_synchronised: ArcSwapOption::empty(),
         }
@@ -211,6 +216,12 @@ impl App {
             )
             .await;
         });
+    }
+
+    /// A new request id, e.g. `3fa2c1d0-000000000000002a`.
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_ids.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:08x}-{n:012x}", self.request_ids.0)
     }
 
     pub fn config(&self) -> Arc<Config> {

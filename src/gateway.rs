@@ -13,7 +13,6 @@ use hyper::body::Incoming;
 use crate::app::App;
 use crate::auth::host;
 use crate::auth::path::NormalizedPath;
-use crate::auth::random::random_bytes;
 use crate::auth::redirect::SameSitePath;
 use crate::auth::session::{self, LANG_COOKIE};
 use crate::auth::{client, csrf};
@@ -38,7 +37,7 @@ impl ConnInfo {
 
 pub async fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let request_id = data_encoding::HEXLOWER.encode(&random_bytes::<8>(app.rng()));
+    let request_id = app.next_request_id();
     let method = req.method().clone();
     let path_for_log = req.uri().path().to_owned();
     let peer = conn.peer;
